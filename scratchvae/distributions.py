@@ -1,0 +1,210 @@
+"""The probabilistic pieces of the ELBO, each a forward/backward pair.
+
+reparameterization (eq.18), the analytic Gaussian KL (eq.17, eq.19) and its
+Monte Carlo estimate, the Bernoulli log-likelihood on logits and the Gaussian
+log-likelihood (the first term of eq.17). Equation numbers refer to
+``MATH.md``; v = log σ² is written ``logvar`` throughout.
+
+Shape letters: L samples per data point, N batch, D data dimensions,
+J latent dimensions. Log-densities are summed over D (or J) and returned per
+sample and data point.
+"""
+import numpy as np
+
+from .ops import sigmoid, softplus
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def sum_to_shape(g, shape):
+    """Sum a broadcast gradient ``g`` back down to ``shape`` (the inverse of broadcasting)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead > 0 else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+# --------------------------------------------------------- reparameterization
+def reparameterize_forward(mu, logvar, eps):
+    """z = μ + σ ⊙ ε with σ = exp(v/2) (eq.18, the reparameterization trick).
+
+    Parameters
+    ----------
+    mu, logvar : (N, J) arrays
+    eps : (L, N, J) or (N, J) array of standard normal noise, passed in so the
+        function is deterministic.
+
+    Returns
+    -------
+    z : array of the shape of ``eps``
+    cache : tuple
+    """
+    std = np.exp(0.5 * logvar)  # (N, J), the one place σ is computed from v
+    z = mu + std * eps  # (L, N, J)
+    return z, (eps, std, mu.shape)
+
+
+def reparameterize_backward(dz, cache):
+    """Backward of :func:`reparameterize_forward`, summed over the L samples.
+
+    Notes
+    -----
+    ∂L/∂μ = g,  ∂L/∂v = g ⊙ ε ⊙ ½ exp(v/2)  with g = ∂L/∂z (MATH.md).
+
+    Returns
+    -------
+    dmu, dlogvar : (N, J) arrays
+    """
+    eps, std, shape = cache
+    dmu = sum_to_shape(dz, shape)
+    dlogvar = sum_to_shape(dz * eps * (0.5 * std), shape)
+    return dmu, dlogvar
+
+
+# ----------------------------------------------------------------- Gaussian KL
+def gaussian_kl_forward(mu, logvar):
+    """Analytic KL( N(μ, diag e^v) ‖ N(0, I) ) per data point (eq.17 with eq.18, eq.19).
+
+    Notes
+    -----
+    KL = ½ Σ_j ( μ_j² + e^{v_j} − v_j − 1 ).
+
+    Parameters
+    ----------
+    mu, logvar : (N, J) arrays
+
+    Returns
+    -------
+    kl : (N,) array
+    cache : tuple
+    """
+    var = np.exp(logvar)  # (N, J)
+    kl = 0.5 * (mu * mu + var - logvar - 1).sum(axis=-1)  # (N,)
+    return kl, (mu, var)
+
+
+def gaussian_kl_backward(dkl, cache):
+    """Backward of :func:`gaussian_kl_forward`: ∂KL/∂μ = μ, ∂KL/∂v = ½ (e^v − 1).
+
+    Parameters
+    ----------
+    dkl : (N,) array
+
+    Returns
+    -------
+    dmu, dlogvar : (N, J) arrays
+    """
+    mu, var = cache
+    d = dkl[..., None]
+    return d * mu, d * (0.5 * (var - 1))
+
+
+def gaussian_kl_per_dim(mu, logvar):
+    """The terms of the analytic KL before the sum over J: (N, J)."""
+    return 0.5 * (mu * mu + np.exp(logvar) - logvar - 1)
+
+
+def log_normal(x, mean, logvar):
+    """log N(x; mean, diag e^logvar), summed over the last axis (broadcasting)."""
+    return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar)).sum(axis=-1)
+
+
+def kl_monte_carlo(mu, logvar, z):
+    """Monte Carlo estimate of KL( q(z|x) ‖ p(z) ) from samples ``z`` of q.
+
+    Notes
+    -----
+    KL ≈ (1/L) Σ_l [ log q(z_l|x) − log p(z_l) ], the sampled form of the
+    second term of eq.16, with q from eq.18 and p from eq.19.
+
+    Parameters
+    ----------
+    mu, logvar : (N, J) arrays
+    z : (L, N, J) array
+
+    Returns
+    -------
+    kl : (N,) array
+    """
+    log_q = log_normal(z, mu, logvar)  # (L, N)
+    log_p = log_normal(z, 0.0, np.zeros_like(logvar))  # (L, N)
+    return (log_q - log_p).mean(axis=0)
+
+
+# -------------------------------------------------------- Bernoulli likelihood
+def bernoulli_loglik_forward(x, logits):
+    """log p(x|z) of a Bernoulli decoder on logits η, summed over D (eq.17, first term).
+
+    Notes
+    -----
+    log p(x|z) = Σ_d [ x_d η_d − softplus(η_d) ]; stable for any η, no clipped
+    probabilities.
+
+    Parameters
+    ----------
+    x : (N, D) array with values in [0, 1]
+    logits : (L, N, D) or (N, D) array
+
+    Returns
+    -------
+    ll : (L, N) or (N,) array
+    cache : tuple
+    """
+    ll = (x * logits - softplus(logits)).sum(axis=-1)
+    return ll, (x, logits)
+
+
+def bernoulli_loglik_backward(dll, cache):
+    """Backward of :func:`bernoulli_loglik_forward`: ∂/∂η = x − sigmoid(η)."""
+    x, logits = cache
+    return dll[..., None] * (x - sigmoid(logits))
+
+
+# --------------------------------------------------------- Gaussian likelihood
+def gaussian_loglik_forward(x, mean, logvar):
+    """log N(x; m, diag e^s), summed over D (eq.17, first term).
+
+    Notes
+    -----
+    log p(x|z) = −½ Σ_d [ log 2π + s_d + (x_d − m_d)² e^{−s_d} ].
+
+    Parameters
+    ----------
+    x : (N, D) array
+    mean : (L, N, D) or (N, D) array
+    logvar : array broadcastable to ``mean``: a scalar (fixed variance), (D,)
+        (learned per pixel) or the shape of ``mean`` (predicted per sample).
+
+    Returns
+    -------
+    ll : (L, N) or (N,) array
+    cache : tuple
+    """
+    inv_var = np.exp(-logvar)
+    diff = x - mean  # (L, N, D)
+    ll = -0.5 * (LOG_2PI + logvar + diff * diff * inv_var).sum(axis=-1)
+    return ll, (diff, inv_var, np.shape(logvar))
+
+
+def gaussian_loglik_backward(dll, cache):
+    """Backward of :func:`gaussian_loglik_forward`.
+
+    Notes
+    -----
+    ∂/∂m = (x − m) e^{−s},  ∂/∂s = ½ [ (x − m)² e^{−s} − 1 ], the second summed
+    back to the shape of s.
+
+    Returns
+    -------
+    dmean : array of the shape of ``mean``
+    dlogvar : array of the shape of ``logvar``
+    """
+    diff, inv_var, logvar_shape = cache
+    d = dll[..., None]
+    scaled = diff * inv_var
+    dmean = d * scaled
+    dlogvar = sum_to_shape(d * (0.5 * (diff * scaled - 1)), logvar_shape)
+    return dmean, dlogvar

@@ -1,0 +1,347 @@
+"""The VAE: parameters, encoder and decoder, the ELBO of eq.20 and its gradient.
+
+Encoder q_θ(z|x) = N(μ_θ(x), diag exp(v_θ(x))) (eq.18): dense layers with the
+chosen activation, then one dense head giving [μ, v] of size 2J.
+Prior p(z) = N(0, I) (eq.19).
+Decoder p_φ(x|z): dense layers with the chosen activation, then a dense head
+giving Bernoulli logits (D) or a Gaussian mean (D), plus, for the Gaussian, a
+log-variance that is fixed, learned per pixel, or predicted (a second D).
+
+All reported objectives are in nats per data point: log-densities summed over
+the D data dimensions (and J latent dimensions), averaged over data points.
+
+Shape letters: N batch, D data, H hidden, J latent, L samples per data point.
+"""
+import dataclasses
+import json
+
+import numpy as np
+
+from . import distributions as dist
+from .ops import activation_backward, activation_forward, check_activation, dense_backward, dense_forward
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+GAUSSIAN_VARIANCES = ("fixed", "learned", "predicted")
+DTYPES = ("float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of a :class:`VAE`.
+
+    Parameters
+    ----------
+    data_dim : int, D
+    latent_dim : int, J
+    hidden : tuple of int, encoder hidden widths (may be empty)
+    decoder_hidden : tuple of int or None, decoder hidden widths; None mirrors ``hidden``
+    activation : str, one of :data:`scratchvae.ops.ACTIVATIONS`
+    likelihood : "bernoulli" (logits) or "gaussian"
+    gaussian_variance : "fixed", "learned" (one log-variance per pixel) or
+        "predicted" (the decoder outputs one per pixel and sample)
+    fixed_logvar : float, the log-variance when ``gaussian_variance="fixed"``
+    dtype : "float32" or "float64"
+    """
+
+    data_dim: int
+    latent_dim: int = 20
+    hidden: tuple = (400,)
+    decoder_hidden: tuple = None
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    gaussian_variance: str = "learned"
+    fixed_logvar: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        hidden = tuple(self.hidden)
+        dec = tuple(reversed(hidden)) if self.decoder_hidden is None else tuple(self.decoder_hidden)
+        object.__setattr__(self, "hidden", hidden)
+        object.__setattr__(self, "decoder_hidden", dec)
+        for name, value in (("data_dim", self.data_dim), ("latent_dim", self.latent_dim)):
+            _check_positive_int(name, value)
+        for w in hidden + dec:
+            _check_positive_int("hidden layer width", w)
+        check_activation(self.activation)
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
+        if self.gaussian_variance not in GAUSSIAN_VARIANCES:
+            raise ValueError(
+                f"unknown gaussian_variance {self.gaussian_variance!r}; choose from {', '.join(GAUSSIAN_VARIANCES)}"
+            )
+        if not np.isfinite(self.fixed_logvar):
+            raise ValueError(f"fixed_logvar must be finite, got {self.fixed_logvar}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown architecture fields {sorted(unknown)}")
+        return cls(**d)
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclasses.dataclass
+class ELBOTerms:
+    """Per-data-point terms of one ELBO estimate, each (N,), in nats.
+
+    elbo = recon − kl (eq.17, eq.20); objective = recon − beta·kl, which is a
+    bound only when beta = 1.
+    """
+
+    recon: np.ndarray
+    kl: np.ndarray
+    beta: float
+
+    @property
+    def elbo(self):
+        return self.recon - self.kl
+
+    @property
+    def objective(self):
+        return self.recon - self.beta * self.kl
+
+
+class VAE:
+    """A variational autoencoder whose gradients are written by hand.
+
+    Parameters
+    ----------
+    config : VAEConfig
+    rng : np.random.Generator, used only to initialise the weights
+        (uniform in ±1/sqrt(fan_in), as PyTorch's nn.Linear).
+    """
+
+    def __init__(self, config, rng):
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("rng must be a numpy.random.Generator")
+        self.config = config
+        self.dtype = np.dtype(config.dtype)
+        self.params = {}
+        D, J = config.data_dim, config.latent_dim
+        self.enc_layers = self._add_mlp(rng, "enc", D, config.hidden, 2 * J)
+        dec_out = 2 * D if self._predicts_variance else D
+        self.dec_layers = self._add_mlp(rng, "dec", J, config.decoder_hidden, dec_out)
+        if config.likelihood == "gaussian" and config.gaussian_variance == "learned":
+            self.params["dec.logvar"] = np.zeros(D, self.dtype)
+
+    @property
+    def _predicts_variance(self):
+        c = self.config
+        return c.likelihood == "gaussian" and c.gaussian_variance == "predicted"
+
+    def _add_mlp(self, rng, prefix, n_in, widths, n_out):
+        names = []
+        sizes = (n_in,) + tuple(widths) + (n_out,)
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            name = f"{prefix}.{i}"
+            bound = 1.0 / np.sqrt(fan_in)
+            self.params[name + ".W"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(self.dtype)
+            self.params[name + ".b"] = rng.uniform(-bound, bound, fan_out).astype(self.dtype)
+            names.append(name)
+        return names
+
+    # ------------------------------------------------------------ validation
+    def check_data(self, x, name="x"):
+        """Return ``x`` as a (N, D) array of the model's dtype, or raise ValueError naming the problem."""
+        x = np.asarray(x)
+        D = self.config.data_dim
+        if x.ndim != 2 or x.shape[1] != D:
+            raise ValueError(f"{name} must have shape (N, {D}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 data points)")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise ValueError(f"{name} must be real numbers, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        if self.config.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"{name} has values in [{x.min():g}, {x.max():g}], outside [0, 1] required by the Bernoulli likelihood"
+            )
+        return x
+
+    def check_eps(self, eps, n):
+        """Return ``eps`` as (L, n, J) of the model's dtype, or raise ValueError."""
+        eps = np.asarray(eps, dtype=self.dtype)
+        J = self.config.latent_dim
+        if eps.ndim == 2:
+            eps = eps[None]
+        if eps.ndim != 3 or eps.shape[1:] != (n, J) or eps.shape[0] == 0:
+            raise ValueError(f"eps must have shape (L, {n}, {J}), got {eps.shape}")
+        if not np.isfinite(eps).all():
+            raise ValueError("eps contains NaN or Inf")
+        return eps
+
+    def noise(self, rng, n, samples=1):
+        """Standard normal ε of shape (L, n, J) drawn from ``rng``."""
+        _check_positive_int("samples", samples)
+        return rng.standard_normal((samples, n, self.config.latent_dim), dtype=self.dtype)
+
+    # ------------------------------------------------------------------ nets
+    def _mlp_forward(self, layers, h):
+        caches = []
+        last = len(layers) - 1
+        for i, name in enumerate(layers):
+            a, dc = dense_forward(h, self.params[name + ".W"], self.params[name + ".b"])
+            if i < last:
+                h, ac = activation_forward(self.config.activation, a)
+            else:
+                h, ac = a, None  # heads are linear: [μ, v], logits or mean
+            caches.append((name, dc, ac))
+        return h, caches
+
+    def _mlp_backward(self, dh, caches, grads):
+        for name, dc, ac in reversed(caches):
+            da = dh if ac is None else activation_backward(dh, ac)
+            dh, grads[name + ".W"], grads[name + ".b"] = dense_backward(da, dc)
+        return dh
+
+    def encode(self, x):
+        """μ and v = log σ² of q_θ(z|x) (eq.18), each (N, J)."""
+        x = self.check_data(x)
+        out, _ = self._mlp_forward(self.enc_layers, x)
+        J = self.config.latent_dim
+        return out[:, :J], out[:, J:]
+
+    def decode(self, z):
+        """Decoder outputs for latents ``z`` (M, J).
+
+        Returns
+        -------
+        out : (M, D) logits (Bernoulli) or mean (Gaussian)
+        logvar : None (Bernoulli), or the Gaussian log-variance broadcastable to ``out``
+        """
+        z = np.asarray(z, dtype=self.dtype)
+        out, _ = self._mlp_forward(self.dec_layers, z)
+        return self._split_decoder(out)
+
+    def _split_decoder(self, out):
+        c = self.config
+        D = c.data_dim
+        if c.likelihood == "bernoulli":
+            return out, None
+        if c.gaussian_variance == "predicted":
+            return out[..., :D], out[..., D:]
+        if c.gaussian_variance == "learned":
+            return out, self.params["dec.logvar"]
+        return out, self.dtype.type(c.fixed_logvar)
+
+    def mean_image(self, z):
+        """E[x|z] under the decoder: sigmoid(logits) or the Gaussian mean, (M, D)."""
+        out, _ = self.decode(z)
+        if self.config.likelihood == "bernoulli":
+            from .ops import sigmoid
+
+            return sigmoid(out)
+        return out
+
+    def _loglik(self, x, out, logvar):
+        if self.config.likelihood == "bernoulli":
+            return dist.bernoulli_loglik_forward(x, out)
+        return dist.gaussian_loglik_forward(x, out, logvar)
+
+    # ------------------------------------------------------------------ ELBO
+    def elbo(self, x, eps, beta=1.0, grads=True):
+        """One Monte Carlo estimate of the ELBO (eq.20) and its gradient.
+
+        ELBO ≈ (1/L) Σ_l log p_φ(x|z^(l)) − KL(q_θ(z|x) ‖ p(z)),
+        z^(l) = μ + σ ⊙ ε^(l), with the analytic KL (eq.17, eq.19).
+
+        Parameters
+        ----------
+        x : (N, D) array
+        eps : (L, N, J) standard normal noise
+        beta : float, weight on the KL; beta = 1 is the ELBO, anything else a
+            weighted objective that is not a bound
+        grads : bool, also return the gradient
+
+        Returns
+        -------
+        terms : ELBOTerms, per data point, nats
+        grads : dict name -> array, the gradient of the loss
+            −mean_n(recon_n − beta·kl_n) with respect to every parameter
+            (None when ``grads=False``)
+        """
+        x = self.check_data(x)
+        N = x.shape[0]
+        eps = self.check_eps(eps, N)
+        L, J, D = eps.shape[0], self.config.latent_dim, self.config.data_dim
+        beta = float(beta)
+        if not np.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+
+        enc_out, enc_caches = self._mlp_forward(self.enc_layers, x)  # (N, 2J)
+        mu, logvar = enc_out[:, :J], enc_out[:, J:]
+        z, rep_cache = dist.reparameterize_forward(mu, logvar, eps)  # (L, N, J)
+        dec_out, dec_caches = self._mlp_forward(self.dec_layers, z.reshape(L * N, J))
+        out, dec_logvar = self._split_decoder(dec_out.reshape(L, N, -1))
+        ll, ll_cache = self._loglik(x, out, dec_logvar)  # (L, N)
+        kl, kl_cache = dist.gaussian_kl_forward(mu, logvar)  # (N,)
+        terms = ELBOTerms(recon=ll.mean(axis=0), kl=kl, beta=beta)  # 1/L of eq.20
+        if not grads:
+            return terms, None
+
+        g = {}
+        dll = np.full((L, N), -1.0 / (L * N), dtype=self.dtype)
+        if self.config.likelihood == "bernoulli":
+            dout = dist.bernoulli_loglik_backward(dll, ll_cache)
+        else:
+            dmean, dlv = dist.gaussian_loglik_backward(dll, ll_cache)
+            if self._predicts_variance:
+                dout = np.concatenate([dmean, dlv], axis=-1)
+            else:
+                dout = dmean
+                if self.config.gaussian_variance == "learned":
+                    g["dec.logvar"] = dlv
+        dz = self._mlp_backward(dout.reshape(L * N, -1), dec_caches, g).reshape(L, N, J)
+        dmu, dlogvar = dist.reparameterize_backward(dz, rep_cache)
+        dkl = np.full(N, beta / N, dtype=self.dtype)
+        dmu_kl, dlogvar_kl = dist.gaussian_kl_backward(dkl, kl_cache)
+        denc = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # (N, 2J)
+        self._mlp_backward(denc, enc_caches, g)
+        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
+
+    def log_weights(self, x, eps):
+        """log w = log p_φ(x|z) + log p(z) − log q_θ(z|x) for z = μ + σ ⊙ ε, shape (L, N).
+
+        Averaging over L gives the ELBO with a Monte Carlo KL; log-mean-exp over
+        L gives the importance-weighted bound.
+        """
+        x = self.check_data(x)
+        eps = self.check_eps(eps, x.shape[0])
+        L, N, J = eps.shape
+        mu, logvar = self.encode(x)
+        z, _ = dist.reparameterize_forward(mu, logvar, eps)
+        out, dec_logvar = self.decode(z.reshape(L * N, J))
+        out = out.reshape(L, N, -1)
+        if dec_logvar is not None and np.ndim(dec_logvar) == 2:
+            dec_logvar = dec_logvar.reshape(L, N, -1)
+        ll, _ = self._loglik(x, out, dec_logvar)
+        log_p = dist.log_normal(z, 0.0, np.zeros_like(logvar))
+        log_q = dist.log_normal(z, mu, logvar)
+        return ll + log_p - log_q
+
+    def sample(self, n, rng):
+        """Draw ``n`` latents from the prior (eq.19) and return E[x|z], (n, D)."""
+        _check_positive_int("n", n)
+        z = rng.standard_normal((n, self.config.latent_dim), dtype=self.dtype)
+        return self.mean_image(z)
+
+    def reconstruct(self, x):
+        """E[x|z = μ_θ(x)]: the decoder's mean at the encoder's mean, (N, D)."""
+        mu, _ = self.encode(x)
+        return self.mean_image(mu)
+
+    def num_params(self):
+        return int(sum(p.size for p in self.params.values()))

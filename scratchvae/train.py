@@ -1,0 +1,236 @@
+"""The training loop, evaluation, checkpoints and the run folder.
+
+Every number logged is in nats per data point: log-densities summed over the
+data (and latent) dimensions, averaged over data points. ``train_elbo`` is the
+average of the minibatch estimates over an epoch, taken as the model trains;
+``test_elbo`` is evaluated after the epoch on the whole test split with a fixed
+noise seed, so epochs are comparable.
+
+A run folder holds ``metrics.jsonl`` (one JSON object per epoch),
+``model.npz`` (the checkpoint, rewritten atomically after every epoch) and the
+figures of :mod:`scratchvae.plots`.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint
+from .datasets import BatchSource, check_binarize
+from .model import VAE, VAEConfig, _check_positive_int
+from .optim import make_optimizer
+
+EVAL_SEED = 12345  # noise and binarization of the evaluation, the same every epoch
+UNITS = "nats per data point (summed over dimensions, averaged over data points)"
+
+
+class TrainingDiverged(RuntimeError):
+    """NaN or Inf in the loss or a gradient."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train; see ``scratchvae train --help`` for each field."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    samples: int = 1
+    beta: float = 1.0
+    warmup_epochs: float = 0.0
+    optimizer: str = "adam"
+    lr: float = None
+    seed: int = 0
+    binarize: str = "dynamic"
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "samples"):
+            _check_positive_int(name, getattr(self, name))
+        if not np.isfinite(self.beta) or self.beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if not np.isfinite(self.warmup_epochs) or self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.lr is not None and (not np.isfinite(self.lr) or self.lr <= 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        check_binarize(self.binarize)
+        make_optimizer(self.optimizer, self.lr)  # validates the name
+
+
+# ------------------------------------------------------------------ evaluation
+def evaluate(model, source, batch_size=500, samples=1, seed=EVAL_SEED):
+    """Mean ELBO, reconstruction and KL over a whole split, in nats per data point.
+
+    Noise and dynamic binarization come from a generator seeded with ``seed``,
+    so two calls on the same model give the same numbers.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(source)
+    totals = np.zeros(3)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        x = source.batch(idx, rng)
+        terms, _ = model.elbo(x, model.noise(rng, len(idx), samples), grads=False)
+        totals += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
+    elbo, recon, kl = totals / n
+    return {"elbo": float(elbo), "recon": float(recon), "kl": float(kl)}
+
+
+# ----------------------------------------------------------------- checkpoints
+def save_checkpoint(path, model, optimizer, state):
+    """Write model, optimizer state and training ``state`` (a JSON-able dict) atomically."""
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state.items()})
+    header = {
+        "architecture": dataclasses.asdict(model.config),
+        "optimizer": optimizer.hyperparams(),
+        "training": state,
+    }
+    checkpoint.save(path, header, arrays)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    model : VAE
+    optimizer : Optimizer with its state restored
+    state : dict, the training state saved with it
+    """
+    header, arrays = checkpoint.load(path)
+    try:
+        config = VAEConfig.from_dict(header["architecture"])
+        opt_h = dict(header["optimizer"])
+        name, lr, t = opt_h.pop("name"), opt_h.pop("lr"), opt_h.pop("t")
+        optimizer = make_optimizer(name, lr, **opt_h)
+        state = header["training"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise checkpoint.CheckpointError(f"{path}: checkpoint header is not valid ({e})") from None
+    model = VAE(config, np.random.default_rng(0))
+    for k, p in model.params.items():
+        a = arrays.get(f"param/{k}")
+        if a is None or a.shape != p.shape or a.dtype != p.dtype:
+            raise checkpoint.CheckpointError(f"{path}: parameter {k!r} is missing or does not fit the architecture")
+        if not np.isfinite(a).all():
+            raise checkpoint.CheckpointError(f"{path}: parameter {k!r} contains NaN or Inf")
+        model.params[k] = a.copy()
+    expected = set(f"param/{k}" for k in model.params)
+    extra = sorted(k for k in arrays if not k.startswith("opt/") and k not in expected)
+    if extra:
+        raise checkpoint.CheckpointError(f"{path}: unexpected arrays {extra}")
+    optimizer.load_state(t, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+    return model, optimizer, state
+
+
+# -------------------------------------------------------------------- training
+def kl_weight(beta, warmup_steps, step):
+    """The KL weight at 1-based ``step``: beta·min(1, step / warmup_steps) (beta when no warm-up)."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
+
+
+def _check_finite(terms, grads, epoch, step):
+    if not np.isfinite(terms.objective).all():
+        raise TrainingDiverged(f"NaN or Inf in the loss at epoch {epoch}, step {step}")
+    for k, g in grads.items():
+        if not np.isfinite(g).all():
+            raise TrainingDiverged(f"NaN or Inf in the gradient of {k} at epoch {epoch}, step {step}")
+
+
+def train(model, dataset, config, out_dir, progress=True, log=print, plots=True):
+    """Train ``model`` on ``dataset`` and write the run folder ``out_dir``.
+
+    Parameters
+    ----------
+    model : VAE
+    dataset : scratchvae.datasets.Dataset
+    config : TrainConfig
+    out_dir : str, created if needed
+    progress : bool, show a tqdm progress bar per epoch
+    log : callable taking one line of text per epoch
+    plots : bool, write the PNG figures at the end
+
+    Returns
+    -------
+    list of dict, the metrics of every epoch (as in metrics.jsonl)
+    """
+    if dataset.data_dim != model.config.data_dim:
+        raise ValueError(f"the model expects {model.config.data_dim} dimensions, {dataset.name} has {dataset.data_dim}")
+    binarize = config.binarize if model.config.likelihood == "bernoulli" else "none"
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(config.seed)
+    optimizer = make_optimizer(config.optimizer, config.lr)
+    train_src = BatchSource(dataset, "train", binarize, model.dtype)
+    test_src = BatchSource(dataset, "test", binarize, model.dtype)
+    n, B = len(train_src), config.batch_size
+    steps_per_epoch = -(-n // B)
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    ckpt_path = os.path.join(out_dir, "model.npz")
+    open(metrics_path, "w").close()
+    history = []
+    target = "grey levels as Bernoulli targets" if (binarize == "none" and model.config.likelihood == "bernoulli") else binarize
+    log(f"training on {dataset.name} ({n} train / {len(test_src)} test, binarization: {target}); "
+        f"{model.num_params():,} parameters; numbers in {UNITS}")
+
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        sums = np.zeros(3)
+        bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+        try:
+            for start in range(0, n, B):
+                step += 1
+                idx = order[start:start + B]
+                x = train_src.batch(idx, rng)
+                beta_t = kl_weight(config.beta, warmup_steps, step)
+                terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
+                _check_finite(terms, grads, epoch, step)
+                optimizer.step(model.params, grads)
+                sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+        train_seconds = time.perf_counter() - t0
+        test = evaluate(model, test_src, samples=1)
+        row = {
+            "epoch": epoch,
+            "train_elbo": sums[0] / n,
+            "train_recon": sums[1] / n,
+            "train_kl": sums[2] / n,
+            "test_elbo": test["elbo"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "beta": beta_t,
+            "seconds": train_seconds,
+            "units": "nats/data point",
+        }
+        row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
+        history.append(row)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        state = {"epoch": epoch, "step": step, "config": dataclasses.asdict(config), "dataset": dataset.name,
+                 "binarize": binarize, "rng": rng.bit_generator.state}
+        save_checkpoint(ckpt_path, model, optimizer, state)
+        weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
+        log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
+            f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
+    if plots:
+        from . import plots as plotting
+
+        plotting.write_run_figures(out_dir, model, dataset, test_src, history)
+    return history
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)

@@ -1,0 +1,108 @@
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from scratchvae import checkpoint
+from scratchvae.checkpoint import CheckpointError
+
+
+def write(tmp_path, **arrays):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, {"note": "hi"}, arrays or {"a": np.arange(6.0).reshape(2, 3), "b": np.int64(3)})
+    return path
+
+
+def test_round_trip(tmp_path):
+    path = write(tmp_path)
+    header, arrays = checkpoint.load(path)
+    assert header["note"] == "hi" and header["format"] == checkpoint.FORMAT
+    np.testing.assert_array_equal(arrays["a"], np.arange(6.0).reshape(2, 3))
+    assert arrays["b"] == 3
+    assert os.listdir(tmp_path) == ["c.npz"]  # no temporary file left behind
+
+
+def test_overwrite_is_atomic_and_keeps_old_file_on_failure(tmp_path):
+    path = write(tmp_path)
+    with pytest.raises(CheckpointError, match="dtype object"):
+        checkpoint.save(path, {}, {"bad": np.array([object()], dtype=object)})
+    header, _ = checkpoint.load(path)
+    assert header["note"] == "hi"
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        checkpoint.load(tmp_path / "nope.npz")
+
+
+def test_pickled_array_is_refused_without_running_it(tmp_path):
+    path = tmp_path / "evil.npz"
+    header = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION,
+              "arrays": {"x": {"shape": [1], "dtype": "|O"}}}
+    blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(path, __header__=blob, x=np.array([{"payload": 1}], dtype=object))
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load(path)
+
+
+def test_header_must_match_arrays(tmp_path):
+    path = tmp_path / "t.npz"
+    header = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION,
+              "arrays": {"a": {"shape": [2], "dtype": "<f8"}}}
+    blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(path, __header__=blob, a=np.zeros(3))
+    with pytest.raises(CheckpointError, match="does not match the header"):
+        checkpoint.load(path)
+    np.savez(path, __header__=blob, a=np.zeros(2), extra=np.zeros(1))
+    with pytest.raises(CheckpointError, match="unexpected"):
+        checkpoint.load(path)
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, a=np.zeros(2))
+    with pytest.raises(CheckpointError, match="no header"):
+        checkpoint.load(path)
+    bad = tmp_path / "text.npz"
+    bad.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a zip archive"):
+        checkpoint.load(bad)
+
+
+def test_raw_pickle_is_refused(tmp_path):
+    import pickle
+
+    path = tmp_path / "p.npz"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="not a zip archive"):
+        checkpoint.load(path)
+
+
+def test_corrupt_header_json(tmp_path):
+    path = tmp_path / "h.npz"
+    np.savez(path, __header__=np.frombuffer(b"{not json", np.uint8))
+    with pytest.raises(CheckpointError, match="corrupt checkpoint header"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_file(tmp_path, keep):
+    path = write(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_tampered_member(tmp_path):
+    path = write(tmp_path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("a.npy")
+    data[info.header_offset + 30 + len("a.npy") + 100] ^= 0xFF  # flip a byte of the array data
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        checkpoint.load(path)

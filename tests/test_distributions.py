@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+from hypothesis import given
+
+from scratchvae import distributions as dist
+from scratchvae import gradcheck
+from tests.strategies import dims, rng_from, seeds
+
+# Monte Carlo comparisons allow this many standard errors: a correct
+# implementation fails one such check with probability below 1e-6.
+Z_TOL = 5.0
+
+
+def test_kl_is_zero_at_the_prior():
+    kl, _ = dist.gaussian_kl_forward(np.zeros((3, 4)), np.zeros((3, 4)))
+    np.testing.assert_array_equal(kl, np.zeros(3))
+
+
+def test_kl_worked_by_hand():
+    # mu = 1, v = 0: ½(1 + 1 − 0 − 1) = ½ ; mu = 0, v = log 2: ½(0 + 2 − log 2 − 1)
+    kl, _ = dist.gaussian_kl_forward(np.array([[1.0, 0.0]]), np.array([[0.0, np.log(2.0)]]))
+    np.testing.assert_allclose(kl, [0.5 + 0.5 * (1 - np.log(2.0))], rtol=1e-14)
+
+
+@given(n=dims, j=dims, seed=seeds)
+def test_kl_is_nonnegative(n, j, seed):
+    rng = rng_from(seed)
+    kl, _ = dist.gaussian_kl_forward(3 * rng.standard_normal((n, j)), 4 * rng.standard_normal((n, j)))
+    assert (kl >= 0).all()
+
+
+def test_analytic_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mu, logvar = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    L = 200_000
+    z, _ = dist.reparameterize_forward(mu, logvar, rng.standard_normal((L, 3, 4)))
+    per_sample = dist.log_normal(z, mu, logvar) - dist.log_normal(z, 0.0, np.zeros_like(logvar))  # (L, N)
+    se = per_sample.std(axis=0) / np.sqrt(L)
+    kl, _ = dist.gaussian_kl_forward(mu, logvar)
+    mc = dist.kl_monte_carlo(mu, logvar, z)
+    np.testing.assert_allclose(mc, per_sample.mean(axis=0))
+    assert (np.abs(mc - kl) < Z_TOL * se).all(), (mc, kl, se)
+
+
+def test_reparameterized_samples_have_mean_mu_and_variance_exp_logvar():
+    rng = np.random.default_rng(1)
+    mu = np.array([[0.5, -2.0, 3.0]])
+    logvar = np.array([[0.0, np.log(4.0), -3.0]])
+    L = 100_000
+    z, _ = dist.reparameterize_forward(mu, logvar, rng.standard_normal((L, 1, 3)))
+    var = np.exp(logvar)
+    assert (np.abs(z.mean(axis=0) - mu) < Z_TOL * np.sqrt(var / L)).all()
+    # the sample variance of a Gaussian has standard error var·sqrt(2/(L−1))
+    assert (np.abs(z.var(axis=0, ddof=1) - var) < Z_TOL * var * np.sqrt(2 / (L - 1))).all()
+    # the variance is exp(logvar), not exp(logvar)²: the standard deviation is exp(logvar / 2)
+    assert not np.allclose(z.var(axis=0), var**2, rtol=0.1)
+
+
+def test_bernoulli_loglik_equals_direct_density():
+    rng = np.random.default_rng(2)
+    x = (rng.random((4, 6)) < 0.5).astype(float)
+    logits = 3 * rng.standard_normal((2, 4, 6))
+    p = 1 / (1 + np.exp(-logits))
+    direct = np.log(np.prod(np.where(x == 1, p, 1 - p), axis=-1))
+    ll, _ = dist.bernoulli_loglik_forward(x, logits)
+    np.testing.assert_allclose(ll, direct, rtol=1e-12)
+
+
+def test_bernoulli_loglik_is_finite_for_huge_logits():
+    x = np.array([[0.0, 1.0, 0.0, 1.0]])
+    logits = np.array([[-1e4, 1e4, 1e4, -1e4]])
+    ll, cache = dist.bernoulli_loglik_forward(x, logits)
+    np.testing.assert_allclose(ll, [-2e4])  # the two wrong pixels cost 1e4 nats each
+    d = dist.bernoulli_loglik_backward(np.ones(1), cache)
+    np.testing.assert_allclose(d, [[0.0, 0.0, -1.0, 1.0]])
+
+
+@pytest.mark.parametrize("shape", [(), (6,), (2, 4, 6)], ids=["fixed", "per-pixel", "predicted"])
+def test_gaussian_loglik_equals_direct_density(shape):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6))
+    mean = rng.standard_normal((2, 4, 6))
+    logvar = np.asarray(0.5 * rng.standard_normal(shape))
+    var = np.exp(logvar)
+    density = np.exp(-((x - mean) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)
+    ll, _ = dist.gaussian_loglik_forward(x, mean, logvar)
+    np.testing.assert_allclose(ll, np.log(np.prod(density, axis=-1)), rtol=1e-12)
+
+
+@given(l=dims, n=dims, j=dims, seed=seeds)
+def test_reparameterize_and_kl_gradcheck(l, n, j, seed):
+    rng = rng_from(seed)
+    mu, logvar = rng.standard_normal((n, j)), rng.standard_normal((n, j))
+    eps = rng.standard_normal((l, n, j))
+    results = gradcheck.check_op("rep", dist.reparameterize_forward, dist.reparameterize_backward,
+                                 {"mu": mu, "logvar": logvar, "eps": eps}, ("mu", "logvar"), rng)
+    results += gradcheck.check_op("kl", dist.gaussian_kl_forward, dist.gaussian_kl_backward,
+                                  {"mu": mu, "logvar": logvar}, ("mu", "logvar"), rng)
+    assert max(r.error for r in results) <= gradcheck.TOLERANCE
+
+
+@given(l=dims, n=dims, d=dims, seed=seeds)
+def test_likelihood_gradchecks(l, n, d, seed):
+    rng = rng_from(seed)
+    x = rng.random((n, d))
+    results = gradcheck.check_op("bern", dist.bernoulli_loglik_forward, dist.bernoulli_loglik_backward,
+                                 {"x": x, "logits": 4 * rng.standard_normal((l, n, d))}, ("logits",), rng)
+    for shape in [(), (d,), (l, n, d)]:
+        results += gradcheck.check_op(
+            "gauss", dist.gaussian_loglik_forward, dist.gaussian_loglik_backward,
+            {"x": x, "mean": rng.standard_normal((l, n, d)), "logvar": np.asarray(rng.standard_normal(shape))},
+            ("mean", "logvar"), rng)
+    assert max(r.error for r in results) <= gradcheck.TOLERANCE
+
+
+def test_sum_to_shape_undoes_broadcasting():
+    g = np.ones((2, 3, 4))
+    assert dist.sum_to_shape(g, (3, 4)).tolist() == np.full((3, 4), 2.0).tolist()
+    assert dist.sum_to_shape(g, (4,)).tolist() == [6.0] * 4
+    assert float(dist.sum_to_shape(g, ())) == 24.0
+    assert dist.sum_to_shape(g, (3, 1)).tolist() == [[8.0]] * 3
+
+
+def test_float32_stays_float32():
+    mu = np.zeros((2, 3), np.float32)
+    z, cache = dist.reparameterize_forward(mu, mu, np.ones((1, 2, 3), np.float32))
+    assert z.dtype == np.float32
+    kl, _ = dist.gaussian_kl_forward(mu, mu)
+    ll, _ = dist.bernoulli_loglik_forward(np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32))
+    gl, _ = dist.gaussian_loglik_forward(np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32), np.float32(0))
+    assert kl.dtype == ll.dtype == gl.dtype == np.float32
