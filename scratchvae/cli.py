@@ -1,4 +1,4 @@
-"""The ``scratchvae`` command: ``train`` and ``gradcheck``.
+"""The ``scratchvae`` command: ``train``, ``gradcheck`` and ``datasets``.
 
 Bad input (unknown options, wrong values, unreadable files) ends with a
 one-line message on stderr and exit code 2, never a traceback.
@@ -52,54 +52,105 @@ def _widths(text):
     return widths
 
 
+TRAIN_DEFAULTS = dict(
+    dataset="digits", epochs=200, batch_size=100, hidden=(256,), latent=8, activation="relu",
+    likelihood="bernoulli", gaussian_variance="learned", fixed_logvar=0.0, samples=1, beta=1.0, warmup=0.0,
+    binarize="dynamic", optimizer="adam", lr=None, seed=0, dtype="float32",
+)
+RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume"}
+
+
+def _show(value):
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return "optimizer's own" if value is None else value
+
+
 def build_parser():
     from .datasets import BINARIZATIONS, LOADERS
     from .model import DTYPES, GAUSSIAN_VARIANCES, LIKELIHOODS
     from .ops import ACTIVATIONS
     from .optim import OPTIMIZERS
+    from .presets import PRESETS
 
     p = Parser(prog="scratchvae", description="A variational autoencoder with hand-written gradients.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    t = sub.add_parser("train", help="train a VAE and write a run folder", formatter_class=fmt,
+    t = sub.add_parser("train", help="train a VAE and write a run folder",
                        description="Train a VAE; writes metrics.jsonl, model.npz and PNG figures to --out. "
-                                   "All ELBO numbers are nats per data point.")
-    t.add_argument("--dataset", default="digits", choices=sorted(LOADERS), help="data set to train on")
-    t.add_argument("--epochs", type=_positive_int, default=200, help="number of passes over the training split")
-    t.add_argument("--batch-size", type=_positive_int, default=100, help="data points per minibatch")
-    t.add_argument("--hidden", type=_widths, default=(256,), metavar="W[,W...]",
-                   help="hidden layer widths of the encoder (the decoder mirrors them); 'none' for a linear model")
-    t.add_argument("--latent", type=_positive_int, default=8, metavar="J", help="latent dimensions J")
-    t.add_argument("--activation", default="relu", choices=list(ACTIVATIONS), help="hidden-layer activation")
-    t.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS, help="decoder likelihood p(x|z)")
-    t.add_argument("--gaussian-variance", default="learned", choices=GAUSSIAN_VARIANCES,
-                   help="Gaussian likelihood only: variance fixed (log-variance --fixed-logvar), learned per pixel, "
-                        "or predicted per sample by the decoder")
-    t.add_argument("--fixed-logvar", type=_number, default=0.0, help="log-variance of the fixed Gaussian likelihood")
-    t.add_argument("--samples", type=_positive_int, default=1, metavar="L",
-                   help="Monte Carlo samples z per data point (eq.20)")
-    t.add_argument("--beta", type=_number, default=1.0,
-                   help="weight on the KL term; 1 is the ELBO, anything else a weighted objective (not a bound)")
-    t.add_argument("--warmup", type=_number, default=0.0, metavar="EPOCHS",
-                   help="KL warm-up: the KL weight grows linearly from 0 to beta over this many epochs")
-    t.add_argument("--binarize", default="dynamic", choices=BINARIZATIONS,
-                   help="Bernoulli likelihood only: resample pixels every epoch, once with a fixed seed, or keep grey levels")
-    t.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS), help="optimizer")
-    t.add_argument("--lr", type=_number, default=None,
-                   help="learning rate (default: adam 1e-3, adagrad 0.01, sgd 0.01)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the one random generator (weights, batches, noise)")
-    t.add_argument("--dtype", default="float32", choices=DTYPES, help="floating-point type, end to end")
-    t.add_argument("--out", default=os.path.join("runs", "latest"), metavar="DIR", help="run folder to write")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+                                   "All ELBO numbers are nats per data point. Options given explicitly override "
+                                   "a preset's values.")
+
+    def opt(flag, help, **kw):  # training options: default None so a preset or a resume can tell what was given
+        dest = flag[2:].replace("-", "_")
+        t.add_argument(flag, default=None, help=f"{help} (default: {_show(TRAIN_DEFAULTS[dest])})", **kw)
+
+    opt("--dataset", "data set to train on", choices=sorted(LOADERS))
+    opt("--epochs", "total number of passes over the training split", type=_positive_int)
+    opt("--batch-size", "data points per minibatch", type=_positive_int)
+    opt("--hidden", "hidden layer widths of the encoder (the decoder mirrors them); 'none' for a linear model",
+        type=_widths, metavar="W[,W...]")
+    opt("--latent", "latent dimensions J", type=_positive_int, metavar="J")
+    opt("--activation", "hidden-layer activation", choices=list(ACTIVATIONS))
+    opt("--likelihood", "decoder likelihood p(x|z)", choices=LIKELIHOODS)
+    opt("--gaussian-variance", "Gaussian likelihood only: variance fixed (log-variance --fixed-logvar), learned "
+        "per pixel, or predicted per sample by the decoder", choices=GAUSSIAN_VARIANCES)
+    opt("--fixed-logvar", "log-variance of the fixed Gaussian likelihood", type=_number)
+    opt("--samples", "Monte Carlo samples z per data point (eq.20)", type=_positive_int, metavar="L")
+    opt("--beta", "weight on the KL term; 1 is the ELBO, anything else a weighted objective (not a bound)",
+        type=_number)
+    opt("--warmup", "KL warm-up: the KL weight grows linearly from 0 to beta over this many epochs",
+        type=_number, metavar="EPOCHS")
+    opt("--binarize", "Bernoulli likelihood only: resample pixels every epoch (dynamic), once with a fixed seed "
+        "(static), or keep grey levels (none)", choices=BINARIZATIONS)
+    opt("--optimizer", "optimizer", choices=list(OPTIMIZERS))
+    opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
+    opt("--seed", "seed of the one random generator (weights, batches, noise)", type=int)
+    opt("--dtype", "floating-point type, end to end", choices=DTYPES)
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a reference configuration: " + "; ".join(
+                       f"{k}: " + ", ".join(f"{a}={_show(v)}" for a, v in d.items()) for k, d in PRESETS.items()))
+    t.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where to look first for data files (then $SCRATCHVAE_DATA, ~/.cache/scratchvae, "
+                        "/usr/share/datasets) (default: none)")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its checkpoint (model, optimizer and random state) up "
+                        "to --epochs in total (default: start a new run)")
+    t.add_argument("--out", default=None, metavar="DIR",
+                   help=f"run folder to write (default: {os.path.join('runs', 'latest')}, or RUN_DIR with --resume)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
 
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against finite differences",
-                       formatter_class=fmt,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Central differences in float64 on every op and on the whole ELBO of small "
                                    "models; exits 1 when any relative error exceeds 1e-6.")
     g.add_argument("--seed", type=int, default=0, help="seed of the random inputs and models")
+
+    d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
+                       description="'datasets list' shows each data set and where its files were found; "
+                                   "'datasets download NAME' fetches the canonical files, verifies their "
+                                   "SHA-256 where known, and writes them atomically.")
+    dsub = d.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    dsub.required = True
+    dl = dsub.add_parser("list", help="each data set and where its files are",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    dl.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first")
+    dd = dsub.add_parser("download", help="download a data set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    dd.add_argument("name", choices=["mnist", "fashion-mnist", "binarized-mnist"], help="data set")
+    dd.add_argument("--data-dir", default=None, metavar="DIR",
+                    help="folder to write to, under DIR/NAME (default: $SCRATCHVAE_DATA or ~/.cache/scratchvae)")
+    dd.add_argument("--base-url", default=None, help="a mirror to fetch the files from instead of the canonical URLs")
+    dd.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def train_options(args):
+    """Resolve the training options: explicit > preset > defaults. Returns a dict keyed like TRAIN_DEFAULTS."""
+    from .presets import PRESETS
+
+    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k) is not None}
+    return {**TRAIN_DEFAULTS, **(PRESETS[args.preset] if args.preset else {}), **given}
 
 
 def cmd_train(args):
@@ -107,22 +158,40 @@ def cmd_train(args):
 
     from .datasets import load_dataset
     from .model import VAE, VAEConfig
-    from .train import TrainConfig, train
+    from .train import TrainConfig, load_checkpoint, train
 
-    dataset = load_dataset(args.dataset)
-    config = VAEConfig(
-        data_dim=dataset.data_dim, latent_dim=args.latent, hidden=args.hidden, activation=args.activation,
-        likelihood=args.likelihood, gaussian_variance=args.gaussian_variance, fixed_logvar=args.fixed_logvar,
-        dtype=args.dtype)
-    tconfig = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, samples=args.samples, beta=args.beta,
-        warmup_epochs=args.warmup, optimizer=args.optimizer, lr=args.lr, seed=args.seed, binarize=args.binarize)
-    model = VAE(config, np.random.default_rng(args.seed))
-    history = train(model, dataset, tconfig, args.out, progress=not args.no_progress)
+    if args.resume:
+        extra = sorted(k for k, v in vars(args).items()
+                       if k not in RESUMABLE | {"command"} and v not in (None, False))
+        if extra:
+            raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out and "
+                             f"--no-progress may be given, not --{extra[0].replace('_', '-')}")
+        model, optimizer, state = load_checkpoint(os.path.join(args.resume, "model.npz"))
+        tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {})})
+        out = args.out or args.resume
+        if tconfig.epochs <= state["epoch"]:
+            print(f"{args.resume} has {state['epoch']} epochs already; give --epochs above that to train on")
+            return 0
+        dataset = load_dataset(state["dataset"], args.data_dir)
+        history = train(model, dataset, tconfig, out, optimizer=optimizer, resume=state,
+                        progress=not args.no_progress)
+    else:
+        o = train_options(args)
+        dataset = load_dataset(o["dataset"], args.data_dir)
+        config = VAEConfig(
+            data_dim=dataset.data_dim, latent_dim=o["latent"], hidden=o["hidden"], activation=o["activation"],
+            likelihood=o["likelihood"], gaussian_variance=o["gaussian_variance"], fixed_logvar=o["fixed_logvar"],
+            dtype=o["dtype"])
+        tconfig = TrainConfig(
+            epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
+            warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"])
+        model = VAE(config, np.random.default_rng(o["seed"]))
+        out = args.out or os.path.join("runs", "latest")
+        history = train(model, dataset, tconfig, out, progress=not args.no_progress)
     last = history[-1]
     total = sum(r["seconds"] for r in history)
     print(f"test ELBO {last['test_elbo']:.3f} nats per data point after {last['epoch']} epochs "
-          f"({total:.1f} s of training); run folder: {args.out}")
+          f"({total:.1f} s of training); run folder: {out}")
     return 0
 
 
@@ -134,12 +203,34 @@ def cmd_gradcheck(args):
     return 0 if all(r.error <= TOLERANCE for r in results) else 1
 
 
-COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck}
+def cmd_datasets(args):
+    from .datasets import ENV_VAR, FILES, DataNotFound, find_files
+
+    if args.action == "list":
+        print("digits: shipped inside the package (UCI optical digits, 8x8, 1,797 images)")
+        for name in FILES:
+            try:
+                where = os.path.dirname(find_files(name, args.data_dir)[0])
+            except DataNotFound:
+                where = f"not found (scratchvae datasets download {name})"
+            print(f"{name}: {where}")
+        return 0
+    from .download import download_dataset
+
+    base = args.data_dir or os.environ.get(ENV_VAR) or os.path.join(os.path.expanduser("~"), ".cache", "scratchvae")
+    paths = download_dataset(args.name, os.path.join(base, args.name), base_url=args.base_url,
+                             progress=not args.no_progress)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "datasets": cmd_datasets}
 
 
 def main(argv=None):
     from .checkpoint import CheckpointError
-    from .train import TrainingDiverged
+    from .train import TrainingDiverged, TrainingInterrupted
 
     try:
         args = build_parser().parse_args(argv)
@@ -153,6 +244,9 @@ def main(argv=None):
     except TrainingDiverged as e:
         print(f"scratchvae: training stopped: {e}; the last good checkpoint is kept", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"scratchvae: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("scratchvae: interrupted; the checkpoint of the last completed epoch is kept", file=sys.stderr)
+        print("scratchvae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

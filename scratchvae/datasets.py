@@ -1,5 +1,11 @@
 """Data sets kept as integer images, converted to floats one batch at a time.
 
+Full-size data sets are read from their standard files (IDX for MNIST and
+Fashion-MNIST, .amat for Larochelle's binarized MNIST), looked for in this
+order: ``--data-dir``, ``$SCRATCHVAE_DATA``, ``~/.cache/scratchvae``, and
+Debian's ``/usr/share/datasets`` (package ``dataset-fashion-mnist``); in each,
+in a sub-folder named for the data set, then in the folder itself.
+
 The shipped data set is the UCI optical recognition of handwritten digits
 (8x8 images, 1,797 of them, grey levels 0..16), the copy scikit-learn ships as
 ``digits``: ``scratchvae/data/digits.csv.gz``, one image per line, 64 pixel
@@ -59,14 +65,86 @@ def load_digits():
     return Dataset("digits", images[~test], labels[~test], images[test], labels[test], (8, 8), 16)
 
 
-LOADERS = {"digits": load_digits}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+AMAT_FILES = ("binarized_mnist_train.amat", "binarized_mnist_valid.amat", "binarized_mnist_test.amat")
+FILES = {"mnist": IDX_FILES, "fashion-mnist": IDX_FILES, "binarized-mnist": AMAT_FILES}
+DEBIAN_DIR = "/usr/share/datasets"
+ENV_VAR = "SCRATCHVAE_DATA"
+MAX_IMAGES = 10**6  # far above the 70,000 of these sets; a header claiming more is refused before reading
 
 
-def load_dataset(name):
-    """Load a data set by name (``digits``)."""
+class DataNotFound(ValueError):
+    """The files of a data set are in none of the searched folders."""
+
+
+def search_dirs(data_dir=None):
+    """The folders searched for data files, in order."""
+    dirs = [data_dir, os.environ.get(ENV_VAR), os.path.join(os.path.expanduser("~"), ".cache", "scratchvae"),
+            DEBIAN_DIR]
+    return [d for d in dirs if d]
+
+
+def find_files(name, data_dir=None):
+    """Paths of the files of data set ``name``: the first folder holding all of them wins.
+
+    An IDX file may be gzipped (``.gz``) or raw.
+    """
+    wanted = FILES[name]
+    looked = []
+    for base in search_dirs(data_dir):
+        for folder in (os.path.join(base, name), base):
+            looked.append(folder)
+            found = []
+            for f in wanted:
+                options = [f + ".gz", f] if f in IDX_FILES else [f]
+                path = next((os.path.join(folder, o) for o in options if os.path.isfile(os.path.join(folder, o))), None)
+                found.append(path)
+            if all(found):
+                return found
+    hint = "scratchvae datasets download " + name
+    if name == "fashion-mnist":
+        hint += ", or install Debian's package dataset-fashion-mnist"
+    raise DataNotFound(f"{name} not found: put {', '.join(wanted)} (IDX files may be .gz) in one of "
+                       f"{', '.join(looked)}; or run {hint}")
+
+
+def load_idx_dataset(name, data_dir=None):
+    """MNIST or Fashion-MNIST from IDX files: 60,000 train and 10,000 test images of 28x28, uint8."""
+    from .idx import DataFileError, read_idx
+
+    paths = find_files(name, data_dir)
+    train_x, train_y, test_x, test_y = (read_idx(p, max_items=MAX_IMAGES) for p in paths)
+    for p, images, labels in ((paths[0], train_x, train_y), (paths[2], test_x, test_y)):
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise DataFileError(f"{p}: expected uint8 images of 28x28, got {images.dtype} {images.shape}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataFileError(f"{p}: {len(images)} images but {labels.shape} labels")
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731  (a view, no copy)
+    return Dataset(name, flat(train_x), train_y, flat(test_x), test_y, (28, 28), 255)
+
+
+def load_binarized_mnist(data_dir=None):
+    """Larochelle's fixed binarized MNIST: train + valid (60,000) for training, test (10,000); no labels."""
+    from .idx import read_amat
+
+    train, valid, test = (read_amat(p, dim=784) for p in find_files("binarized-mnist", data_dir))
+    train_x = np.concatenate([train, valid])
+    return Dataset("binarized-mnist", train_x, None, test, None, (28, 28), 1)
+
+
+LOADERS = {
+    "digits": lambda data_dir=None: load_digits(),
+    "mnist": lambda data_dir=None: load_idx_dataset("mnist", data_dir),
+    "fashion-mnist": lambda data_dir=None: load_idx_dataset("fashion-mnist", data_dir),
+    "binarized-mnist": load_binarized_mnist,
+}
+
+
+def load_dataset(name, data_dir=None):
+    """Load a data set by name: ``digits`` (shipped), ``mnist``, ``fashion-mnist``, ``binarized-mnist``."""
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(LOADERS)}")
-    return LOADERS[name]()
+    return LOADERS[name](data_dir)
 
 
 def check_binarize(binarize):

@@ -111,8 +111,11 @@ def latent_scatter(path, model, source, max_points=5000):
     elif mu.shape[1] == 1:
         mu = np.column_stack([mu[:, 0], np.zeros(len(mu))])
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(mu[:, 0], mu[:, 1], c=source.labels[idx], cmap="tab10", s=6)
-    fig.colorbar(sc, ax=ax, label="label")
+    if source.labels is None:
+        ax.scatter(mu[:, 0], mu[:, 1], s=6)
+    else:
+        sc = ax.scatter(mu[:, 0], mu[:, 1], c=source.labels[idx], cmap="tab10", s=6)
+        fig.colorbar(sc, ax=ax, label="label")
     ax.set_xlabel(axes_label[0])
     ax.set_ylabel(axes_label[1])
     ax.set_title("test images in latent space", fontsize=9)

@@ -30,6 +30,10 @@ class TrainingDiverged(RuntimeError):
     """NaN or Inf in the loss or a gradient."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C: the checkpoint of the last completed epoch is on disk."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """How to train; see ``scratchvae train --help`` for each field."""
@@ -139,15 +143,19 @@ def _check_finite(terms, grads, epoch, step):
             raise TrainingDiverged(f"NaN or Inf in the gradient of {k} at epoch {epoch}, step {step}")
 
 
-def train(model, dataset, config, out_dir, progress=True, log=print, plots=True):
+def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress=True, log=print, plots=True):
     """Train ``model`` on ``dataset`` and write the run folder ``out_dir``.
 
     Parameters
     ----------
     model : VAE
     dataset : scratchvae.datasets.Dataset
-    config : TrainConfig
+    config : TrainConfig; ``config.epochs`` is the total number of epochs
     out_dir : str, created if needed
+    optimizer : Optimizer or None (a fresh one from ``config``)
+    resume : dict or None, the training state of a checkpoint (see :func:`load_checkpoint`):
+        training continues after its epoch with its random-generator state and
+        history, bit for bit as if it had never stopped
     progress : bool, show a tqdm progress bar per epoch
     log : callable taking one line of text per epoch
     plots : bool, write the PNG figures at the end
@@ -161,7 +169,7 @@ def train(model, dataset, config, out_dir, progress=True, log=print, plots=True)
     binarize = config.binarize if model.config.likelihood == "bernoulli" else "none"
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(config.seed)
-    optimizer = make_optimizer(config.optimizer, config.lr)
+    optimizer = optimizer or make_optimizer(config.optimizer, config.lr)
     train_src = BatchSource(dataset, "train", binarize, model.dtype)
     test_src = BatchSource(dataset, "test", binarize, model.dtype)
     n, B = len(train_src), config.batch_size
@@ -169,63 +177,92 @@ def train(model, dataset, config, out_dir, progress=True, log=print, plots=True)
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     ckpt_path = os.path.join(out_dir, "model.npz")
-    open(metrics_path, "w").close()
-    history = []
+    history, step, first = [], 0, 1
+    for stale in os.listdir(out_dir):  # a temporary checkpoint left by a kill mid-write
+        if stale.startswith(".tmp-") and stale.endswith(".npz"):
+            os.unlink(os.path.join(out_dir, stale))
+    if resume is not None:
+        history, step, first = list(resume["history"]), resume["step"], resume["epoch"] + 1
+        rng.bit_generator.state = resume["rng"]
+    with open(metrics_path, "w") as f:  # the checkpoint's history is the truth; later lines are dropped
+        f.writelines(json.dumps(row) + "\n" for row in history)
     target = "grey levels as Bernoulli targets" if (binarize == "none" and model.config.likelihood == "bernoulli") else binarize
     log(f"training on {dataset.name} ({n} train / {len(test_src)} test, binarization: {target}); "
         f"{model.num_params():,} parameters; numbers in {UNITS}")
+    if first > 1:
+        log(f"resuming after epoch {first - 1} of {config.epochs}")
 
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        order = rng.permutation(n)
-        sums = np.zeros(3)
-        bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
-        try:
-            for start in range(0, n, B):
-                step += 1
-                idx = order[start:start + B]
-                x = train_src.batch(idx, rng)
-                beta_t = kl_weight(config.beta, warmup_steps, step)
-                terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
-                _check_finite(terms, grads, epoch, step)
-                optimizer.step(model.params, grads)
-                sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
+    epoch = first - 1
+    try:
+        for epoch in range(first, config.epochs + 1):
+            t0 = time.perf_counter()
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+            try:
+                sums, step, beta_t = _train_epoch(model, optimizer, train_src, config, rng, epoch, step,
+                                                  warmup_steps, bar)
+            finally:
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", refresh=False)
-        finally:
-            if bar is not None:
-                bar.close()
-        train_seconds = time.perf_counter() - t0
-        test = evaluate(model, test_src, samples=1)
-        row = {
-            "epoch": epoch,
-            "train_elbo": sums[0] / n,
-            "train_recon": sums[1] / n,
-            "train_kl": sums[2] / n,
-            "test_elbo": test["elbo"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
-            "beta": beta_t,
-            "seconds": train_seconds,
-            "units": "nats/data point",
-        }
-        row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
-        history.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        state = {"epoch": epoch, "step": step, "config": dataclasses.asdict(config), "dataset": dataset.name,
-                 "binarize": binarize, "rng": rng.bit_generator.state}
-        save_checkpoint(ckpt_path, model, optimizer, state)
-        weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
-        log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
-            f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
-    if plots:
-        from . import plots as plotting
-
-        plotting.write_run_figures(out_dir, model, dataset, test_src, history)
+                    bar.close()
+            train_seconds = time.perf_counter() - t0
+            test = evaluate(model, test_src, samples=1)
+            row = {
+                "epoch": epoch,
+                "train_elbo": sums[0] / n,
+                "train_recon": sums[1] / n,
+                "train_kl": sums[2] / n,
+                "test_elbo": test["elbo"],
+                "test_recon": test["recon"],
+                "test_kl": test["kl"],
+                "beta": beta_t,
+                "seconds": train_seconds,
+                "units": "nats/data point",
+            }
+            row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
+            history.append(row)
+            state = {"epoch": epoch, "step": step, "config": dataclasses.asdict(config), "dataset": dataset.name,
+                     "binarize": binarize, "rng": rng.bit_generator.state, "history": history}
+            save_checkpoint(ckpt_path, model, optimizer, state)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
+            log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
+                f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
+    except KeyboardInterrupt:
+        if plots and history:
+            _figures(out_dir, model, dataset, test_src, history)
+        raise TrainingInterrupted(
+            f"interrupted during epoch {epoch}; the checkpoint after epoch {len(history)} is in {ckpt_path}; "
+            f"continue with --resume {out_dir}") from None
+    if plots and history:
+        _figures(out_dir, model, dataset, test_src, history)
     return history
+
+
+def _figures(out_dir, model, dataset, test_src, history):
+    from . import plots
+
+    plots.write_run_figures(out_dir, model, dataset, test_src, history)
+
+
+def _train_epoch(model, optimizer, source, config, rng, epoch, step, warmup_steps, bar):
+    """One pass over ``source`` in a random order; returns the summed (elbo, recon, kl), the step and the KL weight."""
+    n, B = len(source), config.batch_size
+    order = rng.permutation(n)
+    sums = np.zeros(3)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # _check_finite reports them
+        for start in range(0, n, B):
+            step += 1
+            idx = order[start:start + B]
+            x = source.batch(idx, rng)
+            beta_t = kl_weight(config.beta, warmup_steps, step)
+            terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
+            _check_finite(terms, grads, epoch, step)
+            optimizer.step(model.params, grads)
+            sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", refresh=False)
+    return sums, step, beta_t
 
 
 def _progress(total, desc, enabled):
