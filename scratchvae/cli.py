@@ -1,4 +1,4 @@
-"""The ``scratchvae`` command: ``train``, ``gradcheck`` and ``datasets``.
+"""The ``scratchvae`` command: ``train``, ``evaluate``, ``gradcheck`` and ``datasets``.
 
 Bad input (unknown options, wrong values, unreadable files) ends with a
 one-line message on stderr and exit code 2, never a traceback.
@@ -55,7 +55,7 @@ def _widths(text):
 TRAIN_DEFAULTS = dict(
     dataset="digits", epochs=200, batch_size=100, hidden=(256,), latent=8, activation="relu",
     likelihood="bernoulli", gaussian_variance="learned", fixed_logvar=0.0, samples=1, beta=1.0, warmup=0.0,
-    binarize="dynamic", optimizer="adam", lr=None, seed=0, dtype="float32",
+    binarize="dynamic", optimizer="adam", lr=None, seed=0, dtype="float32", objective="elbo", k=5,
 )
 RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume"}
 
@@ -104,6 +104,9 @@ def build_parser():
         type=_number, metavar="EPOCHS")
     opt("--binarize", "Bernoulli likelihood only: resample pixels every epoch (dynamic), once with a fixed seed "
         "(static), or keep grey levels (none)", choices=BINARIZATIONS)
+    opt("--objective", "training objective: the ELBO of eq.20, or the importance-weighted bound L_K "
+        "(Burda et al. 2015)", choices=["elbo", "iwae"])
+    opt("--k", "importance samples K of the iwae objective", type=_positive_int, metavar="K")
     opt("--optimizer", "optimizer", choices=list(OPTIMIZERS))
     opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
     opt("--seed", "seed of the one random generator (weights, batches, noise)", type=int)
@@ -126,6 +129,21 @@ def build_parser():
                        description="Central differences in float64 on every op and on the whole ELBO of small "
                                    "models; exits 1 when any relative error exceeds 1e-6.")
     g.add_argument("--seed", type=int, default=0, help="seed of the random inputs and models")
+
+    e = sub.add_parser("evaluate", help="ELBO, importance-weighted bound and diagnostics of a trained model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Prints one JSON object: elbo, iwae (L_K, Burda et al. 2015), iw_samples, recon, "
+                                   "kl, kl_per_dim, active_units, n, bits_per_dim, in nats per data point.")
+    e.add_argument("model", metavar="MODEL.npz", help="a checkpoint written by scratchvae train")
+    e.add_argument("--dataset", default=None, choices=sorted(LOADERS),
+                   help="data set (default: the one the model was trained on)")
+    e.add_argument("--split", default="test", choices=["test", "train"], help="which split")
+    e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K", help="importance samples K")
+    e.add_argument("--batch-size", type=_positive_int, default=100, help="data points per batch")
+    e.add_argument("--limit", type=_positive_int, default=None, help="only the first N data points (default: all)")
+    e.add_argument("--seed", type=int, default=2015, help="seed of the noise and the binarization")
+    e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
@@ -184,7 +202,8 @@ def cmd_train(args):
             dtype=o["dtype"])
         tconfig = TrainConfig(
             epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
-            warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"])
+            warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"],
+            objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1)
         model = VAE(config, np.random.default_rng(o["seed"]))
         out = args.out or os.path.join("runs", "latest")
         history = train(model, dataset, tconfig, out, progress=not args.no_progress)
@@ -201,6 +220,25 @@ def cmd_gradcheck(args):
     results = run_all(args.seed)
     print(format_table(results))
     return 0 if all(r.error <= TOLERANCE for r in results) else 1
+
+
+def cmd_evaluate(args):
+    import json
+
+    from .datasets import load_dataset
+    from .evaluate import evaluate_model
+    from .train import load_checkpoint
+
+    model, _, state = load_checkpoint(args.model)
+    name = args.dataset or state.get("dataset", "digits")
+    dataset = load_dataset(name, args.data_dir)
+    if dataset.data_dim != model.config.data_dim:
+        raise ValueError(f"the model expects {model.config.data_dim} dimensions, {name} has {dataset.data_dim}")
+    result = evaluate_model(model, dataset, split=args.split, binarize=state.get("binarize", "dynamic"),
+                            iw_samples=args.iw_samples, batch_size=args.batch_size, limit=args.limit,
+                            seed=args.seed, progress=not args.no_progress)
+    print(json.dumps({"dataset": name, **result}))
+    return 0
 
 
 def cmd_datasets(args):
@@ -225,7 +263,7 @@ def cmd_datasets(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_evaluate, "datasets": cmd_datasets}
 
 
 def main(argv=None):

@@ -8,7 +8,8 @@ Two tiers, both in float64:
    every element of every input, against ``backward(dout, cache)``;
 2. the whole ELBO estimate of eq.20 of small models (each likelihood, each
    activation, two hidden layers, L > 1 samples, beta != 1) with the noise ε
-   held fixed, against :meth:`scratchvae.model.VAE.elbo`, per parameter.
+   held fixed, against :meth:`scratchvae.model.VAE.elbo`, per parameter; and
+   the importance-weighted bound against :meth:`scratchvae.model.VAE.iwae`.
 
 The relative error of one array is max_i |analytic_i − numeric_i| divided by
 the largest |gradient| of that array (max over analytic and numeric), so an
@@ -137,11 +138,17 @@ def op_checks(rng):
 MODEL_CASES = (
     [dict(likelihood="bernoulli", activation=a) for a in ACTIVATIONS]
     + [dict(likelihood="gaussian", gaussian_variance=v, activation="tanh") for v in ("fixed", "learned", "predicted")]
+    + [dict(objective="iwae", likelihood="bernoulli", activation="relu"),
+       dict(objective="iwae", likelihood="gaussian", gaussian_variance="learned", activation="softplus")]
 )
 
 
-def model_check(rng, samples=3, beta=0.7, h=STEP, **config):
-    """Check the gradient of the whole objective of a small float64 VAE, every parameter, noise fixed."""
+def model_check(rng, samples=3, beta=0.7, h=STEP, objective="elbo", **config):
+    """Check the gradient of the whole objective of a small float64 VAE, every parameter, noise fixed.
+
+    ``objective="elbo"`` checks eq.20 with weight ``beta`` on the KL; ``"iwae"``
+    checks the importance-weighted bound with K = ``samples``.
+    """
     cfg = VAEConfig(**{"data_dim": 5, "latent_dim": 2, "hidden": (4, 3), "dtype": "float64", **config})
     model = VAE(cfg, rng)
     for p in model.params.values():  # larger weights than the initializer, so every term matters
@@ -151,14 +158,22 @@ def model_check(rng, samples=3, beta=0.7, h=STEP, **config):
     N = 4
     x = rng.random((N, cfg.data_dim))
     eps = model.noise(rng, N, samples)
-    _, grads = model.elbo(x, eps, beta=beta)
-    label = f"ELBO {cfg.likelihood}"
+    if objective == "elbo":
+        value = lambda grads: model.elbo(x, eps, beta=beta, grads=grads)  # noqa: E731
+        label = "ELBO"
+        sizes = f"L={samples} beta={beta:g}"
+    else:
+        value = lambda grads: model.iwae(x, eps, grads=grads)  # noqa: E731
+        label = "IWAE"
+        sizes = f"K={samples}"
+    _, grads = value(True)
+    label += f" {cfg.likelihood}"
     if cfg.likelihood == "gaussian":
         label += f" ({cfg.gaussian_variance} variance)"
-    label += f" {cfg.activation} L={samples} beta={beta:g}"
+    label += f" {cfg.activation} {sizes}"
 
     def loss():
-        terms, _ = model.elbo(x, eps, beta=beta, grads=False)
+        terms, _ = value(False)
         return -float(terms.objective.mean())
 
     return [CheckResult(label, k, relative_error(grads[k], numerical_gradient(loss, p, h)))

@@ -112,6 +112,33 @@ class ELBOTerms:
         return self.recon - self.beta * self.kl
 
 
+@dataclasses.dataclass
+class IWAETerms:
+    """Per-data-point terms of one importance-weighted estimate with K samples, in nats.
+
+    log_w : (K, N) log importance weights log p(x, z_k) − log q(z_k|x) (eq.15 inside the log)
+    recon : (N,) mean over k of log p(x|z_k);  kl : (N,) analytic KL(q ‖ p(z))
+    bound : L_K = log (1/K) Σ_k w_k (Burda et al. 2015), ≥ ELBO and ≤ log p(x) in expectation
+    elbo  : recon − kl, the K-sample ELBO estimate with the analytic KL (eq.20)
+    """
+
+    log_w: np.ndarray
+    recon: np.ndarray
+    kl: np.ndarray
+
+    @property
+    def bound(self):
+        from .bounds import log_mean_exp
+
+        return log_mean_exp(self.log_w.astype(np.float64), axis=0)
+
+    @property
+    def elbo(self):
+        return self.recon - self.kl
+
+    objective = bound
+
+
 class VAE:
     """A variational autoencoder whose gradients are written by hand.
 
@@ -276,17 +303,12 @@ class VAE:
         x = self.check_data(x)
         N = x.shape[0]
         eps = self.check_eps(eps, N)
-        L, J, D = eps.shape[0], self.config.latent_dim, self.config.data_dim
+        L = eps.shape[0]
         beta = float(beta)
         if not np.isfinite(beta) or beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {beta}")
 
-        enc_out, enc_caches = self._mlp_forward(self.enc_layers, x)  # (N, 2J)
-        mu, logvar = enc_out[:, :J], enc_out[:, J:]
-        z, rep_cache = dist.reparameterize_forward(mu, logvar, eps)  # (L, N, J)
-        dec_out, dec_caches = self._mlp_forward(self.dec_layers, z.reshape(L * N, J))
-        out, dec_logvar = self._split_decoder(dec_out.reshape(L, N, -1))
-        ll, ll_cache = self._loglik(x, out, dec_logvar)  # (L, N)
+        mu, logvar, _, ll, caches = self._forward(x, eps)
         kl, kl_cache = dist.gaussian_kl_forward(mu, logvar)  # (N,)
         terms = ELBOTerms(recon=ll.mean(axis=0), kl=kl, beta=beta)  # 1/L of eq.20
         if not grads:
@@ -294,6 +316,39 @@ class VAE:
 
         g = {}
         dll = np.full((L, N), -1.0 / (L * N), dtype=self.dtype)
+        dmu, dlogvar = self._decoder_backward(dll, caches, g)
+        dkl = np.full(N, beta / N, dtype=self.dtype)
+        dmu_kl, dlogvar_kl = dist.gaussian_kl_backward(dkl, kl_cache)
+        denc = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # (N, 2J)
+        self._mlp_backward(denc, caches[0], g)
+        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
+
+    def _forward(self, x, eps):
+        """Encoder, reparameterization (eq.18), decoder and log p(x|z): μ, v, z, ll (L, N) and the caches."""
+        L, N, J = eps.shape
+        enc_out, enc_caches = self._mlp_forward(self.enc_layers, x)  # (N, 2J)
+        mu, logvar = enc_out[:, :J], enc_out[:, J:]
+        z, rep_cache = dist.reparameterize_forward(mu, logvar, eps)  # (L, N, J)
+        dec_out, dec_caches = self._mlp_forward(self.dec_layers, z.reshape(L * N, J))
+        out, dec_logvar = self._split_decoder(dec_out.reshape(L, N, -1))
+        ll, ll_cache = self._loglik(x, out, dec_logvar)  # (L, N)
+        return mu, logvar, z, ll, (enc_caches, rep_cache, dec_caches, ll_cache)
+
+    def _log_weight_parts(self, x, eps):
+        """log p(x|z), log p(z) and log q(z|x) per sample (L, N), with μ, v, z and the caches."""
+        mu, logvar, z, ll, caches = self._forward(x, eps)
+        log_p = -0.5 * (dist.LOG_2PI + z * z).sum(axis=-1)  # log N(z; 0, I), eq.19
+        # log q(z|x) at z = μ + σ ⊙ ε is −½ Σ (log 2π + v + ε²): no division by σ²
+        log_q = -0.5 * (dist.LOG_2PI + logvar + eps * eps).sum(axis=-1)  # (L, N)
+        return ll, log_p, log_q, mu, logvar, z, caches
+
+    def _decoder_backward(self, dll, caches, g, dz_extra=None):
+        """From ∂loss/∂log p(x|z) (L, N) back through the decoder and the reparameterization.
+
+        Fills the decoder's entries of ``g``; ``dz_extra`` (L, N, J) is added to
+        ∂loss/∂z before the reparameterization backward. Returns (dmu, dlogvar), each (N, J).
+        """
+        _, rep_cache, dec_caches, ll_cache = caches
         if self.config.likelihood == "bernoulli":
             dout = dist.bernoulli_loglik_backward(dll, ll_cache)
         else:
@@ -304,13 +359,10 @@ class VAE:
                 dout = dmean
                 if self.config.gaussian_variance == "learned":
                     g["dec.logvar"] = dlv
-        dz = self._mlp_backward(dout.reshape(L * N, -1), dec_caches, g).reshape(L, N, J)
-        dmu, dlogvar = dist.reparameterize_backward(dz, rep_cache)
-        dkl = np.full(N, beta / N, dtype=self.dtype)
-        dmu_kl, dlogvar_kl = dist.gaussian_kl_backward(dkl, kl_cache)
-        denc = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # (N, 2J)
-        self._mlp_backward(denc, enc_caches, g)
-        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
+        dz = self._mlp_backward(dout.reshape(-1, dout.shape[-1]), dec_caches, g).reshape(dll.shape + (-1,))
+        if dz_extra is not None:
+            dz += dz_extra
+        return dist.reparameterize_backward(dz, rep_cache)
 
     def log_weights(self, x, eps):
         """log w = log p_φ(x|z) + log p(z) − log q_θ(z|x) for z = μ + σ ⊙ ε, shape (L, N).
@@ -320,17 +372,45 @@ class VAE:
         """
         x = self.check_data(x)
         eps = self.check_eps(eps, x.shape[0])
-        L, N, J = eps.shape
-        mu, logvar = self.encode(x)
-        z, _ = dist.reparameterize_forward(mu, logvar, eps)
-        out, dec_logvar = self.decode(z.reshape(L * N, J))
-        out = out.reshape(L, N, -1)
-        if dec_logvar is not None and np.ndim(dec_logvar) == 2:
-            dec_logvar = dec_logvar.reshape(L, N, -1)
-        ll, _ = self._loglik(x, out, dec_logvar)
-        log_p = dist.log_normal(z, 0.0, np.zeros_like(logvar))
-        log_q = dist.log_normal(z, mu, logvar)
+        ll, log_p, log_q = self._log_weight_parts(x, eps)[:3]
         return ll + log_p - log_q
+
+    def iwae(self, x, eps, grads=True):
+        """The importance-weighted bound L_K with K = eps.shape[0] samples, and its gradient.
+
+        L_K = log (1/K) Σ_k w_k,  w_k = p_φ(x|z_k) p(z_k) / q_θ(z_k|x),  z_k = μ + σ ⊙ ε_k.
+
+        Notes
+        -----
+        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k = w_k / Σ_j w_j.
+        With ε held fixed, ∂ log w_k/∂z_k = ∇_z log p(x|z_k) − z_k (the prior),
+        ∂ log w_k/∂v = ½ through −log q = ½ Σ (log 2π + v + ε²), and z_k carries
+        the rest back through the reparameterization (MATH.md).
+
+        Returns
+        -------
+        terms : IWAETerms
+        grads : dict name -> array, the gradient of the loss −mean_n L_K,n (None when grads=False)
+        """
+        x = self.check_data(x)
+        N = x.shape[0]
+        eps = self.check_eps(eps, N)
+        ll, log_p, log_q, mu, logvar, z, caches = self._log_weight_parts(x, eps)
+        log_w = ll + log_p - log_q  # (K, N)
+        kl, _ = dist.gaussian_kl_forward(mu, logvar)
+        terms = IWAETerms(log_w=log_w, recon=ll.mean(axis=0), kl=kl)
+        if not grads:
+            return terms, None
+
+        shifted = log_w - log_w.max(axis=0)
+        w_norm = np.exp(shifted) / np.exp(shifted).sum(axis=0)  # (K, N), the normalized weights
+        dlogw = (-w_norm / N).astype(self.dtype)  # ∂loss/∂log w_k
+        g = {}
+        # log p(z) = −½ z² − const adds −z to ∂log w/∂z
+        dmu, dlogvar = self._decoder_backward(dlogw, caches, g, dz_extra=-dlogw[..., None] * z)
+        dlogvar += 0.5 * dlogw.sum(axis=0)[:, None]  # −log q = ½ Σ (log 2π + v + ε²): ∂/∂v = ½
+        self._mlp_backward(np.concatenate([dmu, dlogvar], axis=1), caches[0], g)
+        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
 
     def sample(self, n, rng):
         """Draw ``n`` latents from the prior (eq.19) and return E[x|z], (n, D)."""

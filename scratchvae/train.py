@@ -22,6 +22,7 @@ from .datasets import BatchSource, check_binarize
 from .model import VAE, VAEConfig, _check_positive_int
 from .optim import make_optimizer
 
+OBJECTIVES = ("elbo", "iwae")
 EVAL_SEED = 12345  # noise and binarization of the evaluation, the same every epoch
 UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
@@ -47,9 +48,11 @@ class TrainConfig:
     lr: float = None
     seed: int = 0
     binarize: str = "dynamic"
+    objective: str = "elbo"
+    k: int = 1
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "samples"):
+        for name in ("epochs", "batch_size", "samples", "k"):
             _check_positive_int(name, getattr(self, name))
         if not np.isfinite(self.beta) or self.beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
@@ -58,6 +61,8 @@ class TrainConfig:
         if self.lr is not None and (not np.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         check_binarize(self.binarize)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         make_optimizer(self.optimizer, self.lr)  # validates the name
 
 
@@ -210,6 +215,7 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
                 "train_elbo": sums[0] / n,
                 "train_recon": sums[1] / n,
                 "train_kl": sums[2] / n,
+                "train_objective": sums[3] / n,
                 "test_elbo": test["elbo"],
                 "test_recon": test["recon"],
                 "test_kl": test["kl"],
@@ -224,7 +230,10 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
             save_checkpoint(ckpt_path, model, optimizer, state)
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
+            if config.objective == "iwae":
+                weighted = f"  train IWAE bound (K={config.k}) {row['train_objective']:9.3f}"
+            else:
+                weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
             log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
                 f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
     except KeyboardInterrupt:
@@ -245,20 +254,26 @@ def _figures(out_dir, model, dataset, test_src, history):
 
 
 def _train_epoch(model, optimizer, source, config, rng, epoch, step, warmup_steps, bar):
-    """One pass over ``source`` in a random order; returns the summed (elbo, recon, kl), the step and the KL weight."""
+    """One pass over ``source`` in a random order.
+
+    Returns the summed (elbo, recon, kl, objective) over the data points, the step count and the KL weight.
+    """
     n, B = len(source), config.batch_size
     order = rng.permutation(n)
-    sums = np.zeros(3)
+    sums = np.zeros(4)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # _check_finite reports them
         for start in range(0, n, B):
             step += 1
             idx = order[start:start + B]
             x = source.batch(idx, rng)
             beta_t = kl_weight(config.beta, warmup_steps, step)
-            terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
+            if config.objective == "iwae":
+                terms, grads = model.iwae(x, model.noise(rng, len(idx), config.k))
+            else:
+                terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
             _check_finite(terms, grads, epoch, step)
             optimizer.step(model.params, grads)
-            sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
+            sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum(), terms.objective.sum()]
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", refresh=False)

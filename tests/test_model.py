@@ -122,7 +122,7 @@ def test_elbo_equals_mean_log_weight_with_mc_kl():
 @pytest.mark.parametrize("case", gradcheck.MODEL_CASES, ids=lambda c: "-".join(c.values()))
 def test_whole_elbo_gradcheck(case):
     results = gradcheck.model_check(np.random.default_rng(3), samples=2, beta=1.3, **case)
-    assert {r.parameter for r in results} == set(small(**{k: v for k, v in case.items()}).params)
+    assert {r.parameter for r in results} == set(small(**{k: v for k, v in case.items() if k != "objective"}).params)
     assert max(r.error for r in results) <= gradcheck.TOLERANCE
 
 
