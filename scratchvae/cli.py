@@ -57,7 +57,7 @@ TRAIN_DEFAULTS = dict(
     likelihood="bernoulli", gaussian_variance="learned", fixed_logvar=0.0, samples=1, beta=1.0, warmup=0.0,
     binarize="dynamic", optimizer="adam", lr=None, seed=0, dtype="float32", objective="elbo", k=5,
 )
-RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume"}
+RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume", "backend"}
 
 
 def _show(value):
@@ -111,6 +111,9 @@ def build_parser():
     opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
     opt("--seed", "seed of the one random generator (weights, batches, noise)", type=int)
     opt("--dtype", "floating-point type, end to end", choices=DTYPES)
+    t.add_argument("--backend", choices=["numba", "numpy"], default=None,
+                   help="numba: fused compiled kernels on preallocated buffers; numpy: the readable reference path "
+                        "(default: $SCRATCHVAE_BACKEND, else numba)")
     t.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="a reference configuration: " + "; ".join(
                        f"{k}: " + ", ".join(f"{a}={_show(v)}" for a, v in d.items()) for k, d in PRESETS.items()))
@@ -182,10 +185,11 @@ def cmd_train(args):
         extra = sorted(k for k, v in vars(args).items()
                        if k not in RESUMABLE | {"command"} and v not in (None, False))
         if extra:
-            raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out and "
-                             f"--no-progress may be given, not --{extra[0].replace('_', '-')}")
+            raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out, --backend "
+                             f"and --no-progress may be given, not --{extra[0].replace('_', '-')}")
         model, optimizer, state = load_checkpoint(os.path.join(args.resume, "model.npz"))
-        tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {})})
+        tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {}),
+                                 **({"backend": args.backend} if args.backend else {})})
         out = args.out or args.resume
         if tconfig.epochs <= state["epoch"]:
             print(f"{args.resume} has {state['epoch']} epochs already; give --epochs above that to train on")
@@ -203,7 +207,7 @@ def cmd_train(args):
         tconfig = TrainConfig(
             epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
             warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"],
-            objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1)
+            objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1, backend=args.backend)
         model = VAE(config, np.random.default_rng(o["seed"]))
         out = args.out or os.path.join("runs", "latest")
         history = train(model, dataset, tconfig, out, progress=not args.no_progress)

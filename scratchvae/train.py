@@ -19,7 +19,8 @@ import numpy as np
 
 from . import checkpoint
 from .datasets import BatchSource, check_binarize
-from .model import VAE, VAEConfig, _check_positive_int
+from .engine import BACKENDS, FusedStep, default_backend
+from .model import VAE, ELBOTerms, VAEConfig, _check_positive_int
 from .optim import make_optimizer
 
 OBJECTIVES = ("elbo", "iwae")
@@ -50,6 +51,7 @@ class TrainConfig:
     binarize: str = "dynamic"
     objective: str = "elbo"
     k: int = 1
+    backend: str = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "samples", "k"):
@@ -61,6 +63,10 @@ class TrainConfig:
         if self.lr is not None and (not np.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         check_binarize(self.binarize)
+        if self.backend is None:
+            self.backend = default_backend()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         make_optimizer(self.optimizer, self.lr)  # validates the name
@@ -140,12 +146,12 @@ def kl_weight(beta, warmup_steps, step):
     return beta * min(1.0, step / warmup_steps)
 
 
-def _check_finite(terms, grads, epoch, step):
+def _check_finite(terms, bad_gradient, epoch, step):
+    """Raise TrainingDiverged if the loss is not finite or ``bad_gradient`` names a non-finite gradient."""
     if not np.isfinite(terms.objective).all():
         raise TrainingDiverged(f"NaN or Inf in the loss at epoch {epoch}, step {step}")
-    for k, g in grads.items():
-        if not np.isfinite(g).all():
-            raise TrainingDiverged(f"NaN or Inf in the gradient of {k} at epoch {epoch}, step {step}")
+    if bad_gradient is not None:
+        raise TrainingDiverged(f"NaN or Inf in the gradient of {bad_gradient} at epoch {epoch}, step {step}")
 
 
 def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress=True, log=print, plots=True):
@@ -182,6 +188,9 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     ckpt_path = os.path.join(out_dir, "model.npz")
+    fused = None
+    if config.backend == "numba" and config.objective == "elbo":
+        fused = FusedStep(model, optimizer, B, config.samples, backend="numba")
     history, step, first = [], 0, 1
     for stale in os.listdir(out_dir):  # a temporary checkpoint left by a kill mid-write
         if stale.startswith(".tmp-") and stale.endswith(".npz"):
@@ -203,7 +212,7 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
             t0 = time.perf_counter()
             bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
             try:
-                sums, step, beta_t = _train_epoch(model, optimizer, train_src, config, rng, epoch, step,
+                sums, step, beta_t = _train_epoch(model, optimizer, fused, train_src, config, rng, epoch, step,
                                                   warmup_steps, bar)
             finally:
                 if bar is not None:
@@ -253,7 +262,7 @@ def _figures(out_dir, model, dataset, test_src, history):
     plots.write_run_figures(out_dir, model, dataset, test_src, history)
 
 
-def _train_epoch(model, optimizer, source, config, rng, epoch, step, warmup_steps, bar):
+def _train_epoch(model, optimizer, fused, source, config, rng, epoch, step, warmup_steps, bar):
     """One pass over ``source`` in a random order.
 
     Returns the summed (elbo, recon, kl, objective) over the data points, the step count and the KL weight.
@@ -267,12 +276,18 @@ def _train_epoch(model, optimizer, source, config, rng, epoch, step, warmup_step
             idx = order[start:start + B]
             x = source.batch(idx, rng)
             beta_t = kl_weight(config.beta, warmup_steps, step)
-            if config.objective == "iwae":
-                terms, grads = model.iwae(x, model.noise(rng, len(idx), config.k))
+            if fused is not None:  # the same gradient, fused kernels on preallocated buffers
+                recon, kl = fused.forward_backward(x, model.noise(rng, len(idx), config.samples), beta_t)
+                terms = ELBOTerms(recon=recon, kl=kl, beta=beta_t)
+                _check_finite(terms, None if fused.gradients_finite() else "the parameters", epoch, step)
+                fused.update()
             else:
-                terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
-            _check_finite(terms, grads, epoch, step)
-            optimizer.step(model.params, grads)
+                if config.objective == "iwae":
+                    terms, grads = model.iwae(x, model.noise(rng, len(idx), config.k))
+                else:
+                    terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
+                _check_finite(terms, next((k for k, g in grads.items() if not np.isfinite(g).all()), None), epoch, step)
+                optimizer.step(model.params, grads)
             sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum(), terms.objective.sum()]
             if bar is not None:
                 bar.update(1)

@@ -57,3 +57,22 @@ def test_help_states_defaults(command, capsys):
         main([command, "--help"])
     assert e.value.code == 0
     assert "(default:" in capsys.readouterr().out
+
+
+def test_evaluate_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "3", "--hidden", "16", "--latent", "2", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "model.npz"), "--iw-samples", "50", "--limit", "40", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"elbo", "iwae", "iw_samples", "kl", "recon", "active_units", "n"} <= set(result)
+    assert result["n"] == 40 and result["iw_samples"] == 50 and result["dataset"] == "digits"
+    assert result["elbo"] <= result["iwae"]
+    assert result["elbo"] == pytest.approx(result["recon"] - result["kl"])
+
+
+def test_evaluate_refuses_a_damaged_model(tmp_path, capsys):
+    bad = tmp_path / "m.npz"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    assert main(["evaluate", str(bad)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -1,0 +1,1 @@
+"""Benchmarks of scratchvae's training throughput, alone and against PyTorch and JAX peers."""

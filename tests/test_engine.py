@@ -1,0 +1,82 @@
+import copy
+
+import numpy as np
+import pytest
+
+from scratchvae import VAE, VAEConfig
+from scratchvae.engine import FusedStep, default_backend, kernel_set
+from scratchvae.optim import make_optimizer
+
+CASES = [
+    dict(likelihood="bernoulli", activation="relu", optimizer="adam"),
+    dict(likelihood="bernoulli", activation="tanh", optimizer="adagrad", hidden=(7, 5)),
+    dict(likelihood="gaussian", gaussian_variance="learned", activation="softplus", optimizer="sgd"),
+    dict(likelihood="gaussian", gaussian_variance="predicted", activation="leaky_relu", optimizer="adam"),
+    dict(likelihood="gaussian", gaussian_variance="fixed", activation="sigmoid", optimizer="adam", hidden=()),
+]
+# float64: the fused path differs from the reference only by summation order
+TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_fused_step_matches_the_reference_path(case, backend, dtype):
+    case = dict(case)
+    opt_name = case.pop("optimizer")
+    cfg = VAEConfig(data_dim=9, latent_dim=3, **{"hidden": (6,), **case}, dtype=dtype)
+    ref = VAE(cfg, np.random.default_rng(0))
+    fast = copy.deepcopy(ref)
+    opt_ref, opt_fast = make_optimizer(opt_name, 0.01), make_optimizer(opt_name, 0.01)
+    engine = FusedStep(fast, opt_fast, batch_size=8, samples=2, backend=backend)
+    rng = np.random.default_rng(1)
+    for n in (8, 8, 5):  # a smaller last batch reuses the buffers
+        x = rng.random((n, 9)).astype(dtype)
+        eps = ref.noise(rng, n, 2)
+        terms, grads = ref.elbo(x, eps, beta=0.8)
+        recon, kl = engine.forward_backward(x, eps, beta=0.8)
+        np.testing.assert_allclose(recon, terms.recon, **TOL[dtype])
+        np.testing.assert_allclose(kl, terms.kl, **TOL[dtype])
+        for k in grads:
+            np.testing.assert_allclose(engine.grads[k], grads[k], **TOL[dtype], err_msg=k)
+        assert engine.gradients_finite()
+        opt_ref.step(ref.params, grads)
+        engine.update()
+    for k in ref.params:
+        np.testing.assert_allclose(fast.params[k], ref.params[k], **TOL[dtype], err_msg=k)
+    assert opt_fast.t == opt_ref.t == 3
+    for k in opt_ref.state:  # the optimizer state stays visible (views of the flat moments) for checkpoints
+        np.testing.assert_allclose(opt_fast.state[k], opt_ref.state[k], **TOL[dtype], err_msg=k)
+
+
+def test_gradients_finite_notices_nan():
+    model = VAE(VAEConfig(data_dim=4, latent_dim=2, hidden=(3,), dtype="float64"), np.random.default_rng(0))
+    engine = FusedStep(model, make_optimizer("adam"), batch_size=2)
+    model.params["dec.1.W"][0, 0] = np.nan
+    engine.forward_backward(np.full((2, 4), 0.5), model.noise(np.random.default_rng(0), 2))
+    assert not engine.gradients_finite()
+
+
+def test_backend_selection(monkeypatch):
+    monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
+    assert default_backend() == "numba"
+    monkeypatch.setenv("SCRATCHVAE_BACKEND", "numpy")
+    assert default_backend() == "numpy"
+    monkeypatch.setenv("SCRATCHVAE_BACKEND", "cuda")
+    with pytest.raises(ValueError, match="SCRATCHVAE_BACKEND"):
+        default_backend()
+    with pytest.raises(ValueError, match="unknown backend"):
+        kernel_set("jax")
+
+
+def test_training_with_both_backends_agrees(tmp_path):
+    from scratchvae.datasets import load_digits
+    from scratchvae.train import TrainConfig, train
+
+    finals = {}
+    for backend in ("numba", "numpy"):
+        model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(16,), dtype="float64"), np.random.default_rng(0))
+        h = train(model, load_digits(), TrainConfig(epochs=2, backend=backend), str(tmp_path / backend),
+                  progress=False, log=lambda s: None, plots=False)
+        finals[backend] = h[-1]["test_elbo"]
+    assert finals["numba"] == pytest.approx(finals["numpy"], rel=1e-9)

@@ -1,0 +1,556 @@
+"""The Numba kernels agree with their NumPy twins (scratchvae.kernels).
+
+For every kernel: hypothesis draws small shapes (each of N, L, D, J, O in
+1..6) and values, extremes included (logits ±1e4, logvar in [−30, 30], zeros),
+in float32 and float64; the kernel and its twin run on copies of the same
+inputs and must agree within the named tolerances below; the read-only inputs
+must come back unchanged. A few fixed bigger cases reach the SIMD bodies of the
+loops (hypothesis' tiny shapes only run their scalar remainders), and the
+strided views the fused engine passes (``enc[:, :J]``). The float32 kernels
+use their own vectorized exp/log1p/tanh; their accuracy against float64 is
+checked on dense grids.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from scratchvae import kernels as K
+from scratchvae.ops import ACTIVATIONS
+
+DTYPES = (np.float32, np.float64)
+
+# Relative tolerance, kernel against twin. float32 (eps 1.2e-7): the kernels
+# compute exp/log1p/tanh with their own polynomials (max relative error 2.3e-7)
+# and NumPy with its own SIMD code (about the same), so a single element may
+# differ by a few ulp; sums over D also run in another order. 1e-5 is ~80 ulp:
+# room for that, far below any real bug. float64: the same libm on both sides,
+# only the order of sums differs.
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+# Absolute tolerance per unit of magnitude. A sum whose terms cancel (the
+# Bernoulli ll at |η| = 1e4 is 1e4 − 1e4 per pixel) is only as precise as
+# eps · Σ|term|, so sums are checked with atol = ATOL · Σ|term|; elementwise
+# outputs with atol = ATOL (values near 0 after a cancellation, e.g. x − sigmoid(η)).
+ATOL = {np.float32: 1e-5, np.float64: 1e-12}
+# Accuracy of the float32 math against float64 truth: a few ulp.
+ULP_RTOL_32 = 5e-7
+SMALLEST_NORMAL_32 = float(np.finfo(np.float32).tiny)  # below it the float32 exp flushes to 0
+
+SETTINGS = settings(deadline=None, max_examples=25)  # deadline=None: the first call compiles
+dims = st.integers(min_value=1, max_value=6)
+ACTS = sorted(K.ACT_CODES.values())
+
+
+def close(actual, expected, dt, mag=1.0):
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dt], atol=ATOL[dt] * max(float(mag), 1.0))
+
+
+def values(lo, hi, extremes=(0.0,)):
+    """A value strategy: uniform-ish floats in [lo, hi] plus some extremes."""
+    return lambda dt: st.one_of(st.floats(lo, hi, width=np.finfo(dt).bits),
+                                st.sampled_from([float(dt(e)) for e in extremes]))
+
+
+GENERIC = values(-10.0, 10.0, (0.0, -0.0, 1e-3))
+LOGITS = values(-30.0, 30.0, (0.0, 1e4, -1e4, 88.0, -88.0, 100.0, -100.0, 1e-6))
+PREACT = values(-20.0, 20.0, (0.0, 1e4, -1e4, 100.0, -100.0, 0.5, -0.7))
+LOGVAR = values(-30.0, 30.0, (-30.0, 30.0, 0.0))
+UNIT = values(0.0, 1.0, (0.0, 1.0))
+POSITIVE = values(0.0, 100.0, (0.0, 1e-12))
+
+
+def draw(data, dt, shape, kind):
+    return data.draw(hnp.arrays(dt, shape, elements=kind(dt)))
+
+
+def run_both(kernel, twin, outs, ins, *scalars):
+    """Run kernel and twin on copies of outs/ins; check that ins were not mutated; return both outputs."""
+    outs_k = [o.copy() for o in outs]
+    outs_t = [o.copy() for o in outs]
+    ins_k = [i.copy() for i in ins]
+    ins_t = [i.copy() for i in ins]
+    kernel(*outs_k, *ins_k, *scalars)
+    twin(*outs_t, *ins_t, *scalars)
+    for before, after in zip(ins, ins_k):
+        np.testing.assert_array_equal(after, before, err_msg=f"{kernel.__name__} mutated an input")
+    for before, after in zip(ins, ins_t):
+        np.testing.assert_array_equal(after, before, err_msg=f"{twin.__name__} mutated an input")
+    return outs_k, outs_t
+
+
+def garbage(shape, dt):
+    """Output buffers start as garbage: a kernel must not read what it overwrites."""
+    return np.full(shape, np.nan, dt)
+
+
+# ------------------------------------------------------------- module shape
+def test_codes_cover_the_activations_of_ops():
+    assert set(K.ACT_CODES) == set(ACTIVATIONS)
+    assert (K.IDENTITY, K.RELU, K.LEAKY_RELU, K.TANH, K.SIGMOID, K.SOFTPLUS) == (0, 1, 2, 3, 4, 5)
+    assert all(K.ACT_NAMES[c] == n for n, c in K.ACT_CODES.items())
+
+
+KERNELS = ("bias_act_forward", "act_backward", "col_sum", "bernoulli_loglik_grad", "gaussian_loglik_grad",
+           "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
+           "sgd_momentum_update", "adagrad_update")
+
+
+def test_every_kernel_has_a_twin_with_the_same_signature():
+    import inspect
+    for name in KERNELS:
+        k, t = getattr(K, name), getattr(K, name + "_numpy")
+        assert inspect.signature(k.py_func) == inspect.signature(t), name
+
+
+def test_import_compiles_nothing():
+    code = ("import scratchvae.kernels as K\n"
+            f"assert all(not getattr(K, n).signatures for n in {KERNELS!r})\n"
+            "import sys; assert 'numba' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- dense layer
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), N=dims, O=dims)
+def test_bias_act_forward(dt, act, data, N, O):
+    a = draw(data, dt, (N, O), PREACT)
+    b = draw(data, dt, (O,), GENERIC)
+    (h_k, a_k), (h_t, a_t) = run_both(K.bias_act_forward, K.bias_act_forward_numpy,
+                                      [garbage((N, O), dt), a], [b], act)
+    np.testing.assert_array_equal(a_k, a_t)  # the pre-activation a + b: one rounding on both sides
+    close(h_k, h_t, dt)
+    assert h_k.dtype == dt and a_k.dtype == dt
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), N=dims, O=dims)
+def test_bias_act_forward_identity_in_place(dt, data, N, O):
+    """Documented aliasing: h may be a itself when the activation is the identity."""
+    a = draw(data, dt, (N, O), PREACT)
+    b = draw(data, dt, (O,), GENERIC)
+    expected = a + b
+    K.bias_act_forward(a, a, b, K.IDENTITY)
+    np.testing.assert_array_equal(a, expected)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_bias_act_forward_in_place_any_activation_matches_twin(act):
+    """h is a with another activation: a ends up holding f(a + b), as in the twin."""
+    rng = np.random.default_rng(act)
+    a, b = rng.standard_normal((5, 37)).astype(np.float32), rng.standard_normal(37).astype(np.float32)
+    a_t = a.copy()
+    K.bias_act_forward(a, a, b, act)
+    K.bias_act_forward_numpy(a_t, a_t, b, act)
+    close(a, a_t, np.float32)
+
+
+def test_unknown_activation_code_raises():
+    a, b = np.zeros((2, 3)), np.zeros(3)
+    for fn, args in ((K.bias_act_forward, (a.copy(), a.copy(), b, 9)),
+                     (K.bias_act_forward_numpy, (a.copy(), a.copy(), b, 9)),
+                     (K.act_backward, (a.copy(), a, a, a, -1)), (K.act_backward_numpy, (a.copy(), a, a, a, -1))):
+        with pytest.raises(ValueError):
+            fn(*args)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), N=dims, O=dims, alias=st.booleans())
+def test_act_backward(dt, act, data, N, O, alias):
+    a = draw(data, dt, (N, O), PREACT)
+    h = np.empty_like(a)
+    K.bias_act_forward_numpy(h, a.copy(), np.zeros(O, dt), act)  # a consistent cached output
+    dh = draw(data, dt, (N, O), GENERIC)
+    expected = np.empty_like(a)
+    K.act_backward_numpy(expected, dh.copy(), a, h, act)
+    if alias:  # documented aliasing: da may be dh itself (in place)
+        da = dh.copy()
+        a0, h0 = a.copy(), h.copy()
+        K.act_backward(da, da, a, h, act)
+        np.testing.assert_array_equal(a, a0)
+        np.testing.assert_array_equal(h, h0)
+    else:
+        (da,), (da_t,) = run_both(K.act_backward, K.act_backward_numpy, [garbage((N, O), dt)], [dh, a, h], act)
+        close(da_t, expected, dt)
+    close(da, expected, dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), N=dims, O=dims)
+def test_col_sum(dt, data, N, O):
+    dout = draw(data, dt, (N, O), GENERIC)
+    (db,), (db_t,) = run_both(K.col_sum, K.col_sum_numpy, [garbage((O,), dt)], [dout])
+    close(db, db_t, dt, np.abs(dout).sum(axis=0).max())
+
+
+# ---------------------------------------------------------------- likelihoods
+def bernoulli_mag(x, logits):
+    x, e = x.astype(np.float64), logits.astype(np.float64)
+    return (np.abs(x * e) + np.logaddexp(0, e)).sum(axis=-1).max()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), L=dims, N=dims, D=dims, scale=st.floats(-2.0, 2.0))
+def test_bernoulli_loglik_grad(dt, data, L, N, D, scale):
+    x = draw(data, dt, (N, D), UNIT)
+    logits = draw(data, dt, (L, N, D), LOGITS)
+    (ll, dl), (ll_t, dl_t) = run_both(K.bernoulli_loglik_grad, K.bernoulli_loglik_grad_numpy,
+                                      [garbage((L, N), dt), garbage((L, N, D), dt)], [x, logits], scale)
+    assert np.isfinite(ll).all() and np.isfinite(dl).all()
+    close(ll, ll_t, dt, bernoulli_mag(x, logits))
+    close(dl, dl_t, dt)
+
+
+def gaussian_mag(x, mean, logvar):
+    x, m, s = (np.asarray(v, np.float64) for v in (x, mean, logvar))
+    with np.errstate(over="ignore"):
+        q = (x - m) ** 2 * np.exp(-s)
+    return q, (np.log(2 * np.pi) + np.abs(s) + q)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), L=dims, N=dims, D=dims, scale=st.floats(-2.0, 2.0))
+def test_gaussian_loglik_grad(dt, data, L, N, D, scale):
+    x = draw(data, dt, (N, D), GENERIC)
+    mean = draw(data, dt, (L, N, D), GENERIC)
+    logvar = draw(data, dt, (L, N, D), LOGVAR)
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((L, N, D), dt)]
+    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs,
+                                                [x, mean, logvar], scale)
+    _, terms = gaussian_mag(x, mean, logvar)
+    close(ll, ll_t, dt, terms.sum(axis=-1).max())
+    close(dm, dm_t, dt)
+    close(dv, dv_t, dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), L=dims, N=dims, D=dims, scale=st.floats(-2.0, 2.0))
+def test_gaussian_loglik_grad_shared(dt, data, L, N, D, scale):
+    x = draw(data, dt, (N, D), GENERIC)
+    mean = draw(data, dt, (L, N, D), GENERIC)
+    logvar = draw(data, dt, (D,), LOGVAR)
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
+    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad_shared, K.gaussian_loglik_grad_shared_numpy,
+                                                outs, [x, mean, logvar], scale)
+    q, terms = gaussian_mag(x, mean, logvar)
+    close(ll, ll_t, dt, terms.sum(axis=-1).max())
+    close(dm, dm_t, dt)
+    close(dv, dv_t, dt, abs(scale) * (0.5 * (q + 1)).sum(axis=(0, 1)).max())
+
+
+# ------------------------------------------------------- KL, reparameterization
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), N=dims, J=dims, scale=st.floats(-2.0, 2.0))
+def test_kl_grad(dt, data, N, J, scale):
+    mu = draw(data, dt, (N, J), GENERIC)
+    logvar = draw(data, dt, (N, J), LOGVAR)
+    outs = [garbage((N,), dt), garbage((N, J), dt), garbage((N, J), dt)]
+    (kl, dmu, dv), (kl_t, dmu_t, dv_t) = run_both(K.kl_grad, K.kl_grad_numpy, outs, [mu, logvar], scale)
+    m, v = mu.astype(np.float64), logvar.astype(np.float64)
+    close(kl, kl_t, dt, (m * m + np.exp(v) + np.abs(v) + 1).sum(axis=-1).max())
+    close(dmu, dmu_t, dt)
+    close(dv, dv_t, dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), L=dims, N=dims, J=dims)
+def test_reparam_forward(dt, data, L, N, J):
+    mu = draw(data, dt, (N, J), GENERIC)
+    logvar = draw(data, dt, (N, J), LOGVAR)
+    eps = draw(data, dt, (L, N, J), GENERIC)
+    (z, std), (z_t, std_t) = run_both(K.reparam_forward, K.reparam_forward_numpy,
+                                      [garbage((L, N, J), dt), garbage((N, J), dt)], [mu, logvar, eps])
+    close(std, std_t, dt)
+    close(z, z_t, dt, np.abs(mu).max())  # μ + σε can cancel: error up to eps·|μ|
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), L=dims, N=dims, J=dims)
+def test_reparam_backward_accumulates(dt, data, L, N, J):
+    """reparam_backward adds (+=) onto what is in dmu and dlogvar (the KL gradient)."""
+    dmu0 = draw(data, dt, (N, J), GENERIC)
+    dv0 = draw(data, dt, (N, J), GENERIC)
+    dz = draw(data, dt, (L, N, J), GENERIC)
+    eps = draw(data, dt, (L, N, J), GENERIC)
+    std = np.exp(0.5 * draw(data, dt, (N, J), LOGVAR))
+    (dmu, dv), (dmu_t, dv_t) = run_both(K.reparam_backward, K.reparam_backward_numpy, [dmu0, dv0], [dz, eps, std])
+    mag_mu = np.abs(dmu0).max() + np.abs(dz).sum(axis=0).max()
+    mag_v = np.abs(dv0).max() + np.abs(dz * eps * std.astype(np.float64)).sum(axis=0).max()
+    close(dmu, dmu_t, dt, mag_mu)
+    close(dv, dv_t, dt, mag_v)
+    # from zero it is the reparameterization gradient alone (MATH.md)
+    gm, gv = np.zeros((N, J), dt), np.zeros((N, J), dt)
+    K.reparam_backward(gm, gv, dz, eps, std)
+    close(gm, dz.sum(axis=0), dt, mag_mu)
+    close(gv, (dz * eps * (dt(0.5) * std)).sum(axis=0), dt, mag_v)
+
+
+# ------------------------------------------------------------------ optimizers
+# Same operations in the same order as scratchvae.optim (no FMA contraction
+# without fastmath; sqrt and division correctly rounded on both sides), so the
+# updates agree to the last bit.
+def hyper(data):
+    lr = data.draw(st.floats(1e-5, 1.0))
+    beta1 = data.draw(st.floats(0.0, 0.99))
+    beta2 = data.draw(st.floats(0.0, 0.9999))
+    t = data.draw(st.integers(1, 1000))
+    return lr, beta1, beta2, t
+
+
+P = st.integers(min_value=1, max_value=40)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=P)
+def test_adam_update(dt, data, n):
+    p, m, g = (draw(data, dt, (n,), GENERIC) for _ in range(3))
+    v = draw(data, dt, (n,), POSITIVE)
+    lr, beta1, beta2, t = hyper(data)
+    args = (lr, beta1, beta2, 1e-8, 1 - beta1**t, 1 - beta2**t)
+    outs_k, outs_t = run_both(K.adam_update, K.adam_update_numpy, [p, m, v], [g], *args)
+    for a, b in zip(outs_k, outs_t):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_update_matches_the_optimizer():
+    from scratchvae.optim import Adam
+    rng = np.random.default_rng(0)
+    for dt in DTYPES:
+        p = rng.standard_normal(1000).astype(dt)
+        opt, flat = Adam(lr=1e-2), p.copy()
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        for _ in range(5):
+            g = rng.standard_normal(1000).astype(dt)
+            opt.step({"w": p}, {"w": g})
+            K.adam_update(flat, m, v, g, opt.lr, opt.beta1, opt.beta2, opt.eps, 1 - opt.beta1**opt.t,
+                          1 - opt.beta2**opt.t)
+        np.testing.assert_array_equal(flat, p)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=P, lr=st.floats(1e-5, 1.0), momentum=st.floats(0.0, 0.99))
+def test_sgd_momentum_update(dt, data, n, lr, momentum):
+    p, vel, g = (draw(data, dt, (n,), GENERIC) for _ in range(3))
+    outs_k, outs_t = run_both(K.sgd_momentum_update, K.sgd_momentum_update_numpy, [p, vel], [g], lr, momentum)
+    for a, b in zip(outs_k, outs_t):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=P, lr=st.floats(1e-5, 1.0))
+def test_adagrad_update(dt, data, n, lr):
+    p, g = (draw(data, dt, (n,), GENERIC) for _ in range(2))
+    s = draw(data, dt, (n,), POSITIVE)
+    outs_k, outs_t = run_both(K.adagrad_update, K.adagrad_update_numpy, [p, s], [g], lr, 1e-10)
+    for a, b in zip(outs_k, outs_t):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------ fixed bigger cases (SIMD bodies)
+def sprinkle(rng, a, extremes, frac=0.02):
+    """Put some extreme values at random places of a."""
+    mask = rng.random(a.shape) < frac
+    a[mask] = rng.choice(np.asarray(extremes, a.dtype), size=int(mask.sum()))
+    return a
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("N,O", [(7, 400), (33, 37), (128, 401)])
+def test_dense_kernels_bigger(dt, N, O):
+    rng = np.random.default_rng(N * O)
+    for act in ACTS:
+        a = sprinkle(rng, (rng.standard_normal((N, O)) * 4).astype(dt), [0, 1e4, -1e4, 100, -100])
+        b = rng.standard_normal(O).astype(dt)
+        (h, a1), (h_t, a1_t) = run_both(K.bias_act_forward, K.bias_act_forward_numpy, [garbage((N, O), dt), a], [b],
+                                        act)
+        np.testing.assert_array_equal(a1, a1_t)
+        close(h, h_t, dt)
+        dh = rng.standard_normal((N, O)).astype(dt)
+        (da,), (da_t,) = run_both(K.act_backward, K.act_backward_numpy, [garbage((N, O), dt)], [dh, a1, h_t], act)
+        close(da, da_t, dt)
+    (db,), (db_t,) = run_both(K.col_sum, K.col_sum_numpy, [garbage((O,), dt)], [dh])
+    close(db, db_t, dt, np.abs(dh).sum(axis=0).max())
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("L,N,D", [(1, 7, 784), (2, 5, 37), (3, 16, 100)])
+def test_likelihood_kernels_bigger(dt, L, N, D):
+    rng = np.random.default_rng(L * N * D)
+    x = (rng.random((N, D)) < 0.5).astype(dt)
+    x[:, ::3] = rng.random((N, len(range(0, D, 3))))  # some gray values
+    logits = sprinkle(rng, (rng.standard_normal((L, N, D)) * 5).astype(dt), [1e4, -1e4, 0, 90, -90])
+    scale = -1.0 / (L * N)
+    (ll, dl), (ll_t, dl_t) = run_both(K.bernoulli_loglik_grad, K.bernoulli_loglik_grad_numpy,
+                                      [garbage((L, N), dt), garbage((L, N, D), dt)], [x, logits], scale)
+    close(ll, ll_t, dt, bernoulli_mag(x, logits))
+    close(dl, dl_t, dt)
+    mean = rng.random((L, N, D)).astype(dt)
+    logvar = sprinkle(rng, rng.uniform(-5, 5, (L, N, D)).astype(dt), [-30, 30, 0])
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((L, N, D), dt)]
+    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs,
+                                                [x, mean, logvar], scale)
+    q, terms = gaussian_mag(x, mean, logvar)
+    close(ll, ll_t, dt, terms.sum(axis=-1).max())
+    close(dm, dm_t, dt)
+    close(dv, dv_t, dt)
+    logvar_D = logvar[0, 0].copy()
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
+    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad_shared, K.gaussian_loglik_grad_shared_numpy,
+                                                outs, [x, mean, logvar_D], scale)
+    q, terms = gaussian_mag(x, mean, logvar_D)
+    close(ll, ll_t, dt, terms.sum(axis=-1).max())
+    close(dm, dm_t, dt)
+    close(dv, dv_t, dt, abs(scale) * (0.5 * (q + 1)).sum(axis=(0, 1)).max())
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_strided_views_as_the_engine_passes_them(dt):
+    """The engine hands over column blocks of (N, 2J) and (R, 2D) buffers: non-contiguous views."""
+    rng = np.random.default_rng(1)
+    L, N, J, D = 2, 9, 20, 50
+    enc = rng.standard_normal((N, 2 * J)).astype(dt)
+    mu, logvar = enc[:, :J], enc[:, J:]
+    eps = rng.standard_normal((L, N, J)).astype(dt)
+    z, std = np.empty((L, N, J), dt), np.empty((N, J), dt)
+    z_t, std_t = np.empty_like(z), np.empty_like(std)
+    K.reparam_forward(z, std, mu, logvar, eps)
+    K.reparam_forward_numpy(z_t, std_t, mu, logvar, eps)
+    close(z, z_t, dt, np.abs(mu).max())
+    close(std, std_t, dt)
+    # KL gradient written first, then the reparameterization gradient added, into views of one buffer
+    dz = rng.standard_normal((L, N, J)).astype(dt)
+    denc, denc_t = np.full((N, 2 * J), np.nan, dt), np.full((N, 2 * J), np.nan, dt)
+    kl, kl_t = np.empty(N, dt), np.empty(N, dt)
+    K.kl_grad(kl, denc[:, :J], denc[:, J:], mu, logvar, 0.1)
+    K.reparam_backward(denc[:, :J], denc[:, J:], dz, eps, std)
+    K.kl_grad_numpy(kl_t, denc_t[:, :J], denc_t[:, J:], mu, logvar, 0.1)
+    K.reparam_backward_numpy(denc_t[:, :J], denc_t[:, J:], dz, eps, std)
+    close(kl, kl_t, dt, 100)
+    close(denc, denc_t, dt, 10)
+    # predicted Gaussian variance: mean and logvar are the halves of (R, 2D)
+    x = rng.random((N, D)).astype(dt)
+    dec = rng.standard_normal((L * N, 2 * D)).astype(dt)
+    ddec, ddec_t = np.full_like(dec, np.nan), np.full_like(dec, np.nan)
+    ll, ll_t = np.empty((L, N), dt), np.empty((L, N), dt)
+
+    def halves(a):
+        return a[:, :D].reshape(L, N, D), a[:, D:].reshape(L, N, D)
+    K.gaussian_loglik_grad(ll, *halves(ddec), x, *halves(dec), -0.5)
+    K.gaussian_loglik_grad_numpy(ll_t, *halves(ddec_t), x, *halves(dec), -0.5)
+    _, terms = gaussian_mag(x, *halves(dec))
+    close(ll, ll_t, dt, terms.sum(axis=-1).max())
+    close(ddec, ddec_t, dt)
+
+
+# ------------------------------------------- accuracy of the float32 math itself
+def sigmoid64(a):
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def grid32():
+    return np.concatenate([np.linspace(-120, 100, 400_001), np.linspace(-2, 2, 200_001),
+                           [0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4]]).astype(np.float32)
+
+
+def assert_rel(actual, truth, rtol, floor=SMALLEST_NORMAL_32):
+    """Relative error below rtol where the truth is a normal float32; absolute below `floor` elsewhere."""
+    actual = actual.astype(np.float64)
+    normal = np.abs(truth) >= floor
+    err = np.abs(actual - truth)
+    assert (err[normal] <= rtol * np.abs(truth[normal])).all(), (err[normal] / np.abs(truth[normal])).max()
+    assert (err[~normal] <= floor).all()
+
+
+@pytest.mark.parametrize("act", [K.TANH, K.SIGMOID, K.SOFTPLUS])
+def test_float32_activations_against_float64(act):
+    a = grid32().reshape(1, -1)
+    h = np.empty_like(a)
+    K.bias_act_forward(h, a.copy(), np.zeros(a.shape[1], np.float32), act)
+    a64 = a.astype(np.float64)
+    truth = {K.TANH: np.tanh(a64), K.SIGMOID: sigmoid64(a64), K.SOFTPLUS: np.logaddexp(0, a64)}[act]
+    assert_rel(h, truth, ULP_RTOL_32)
+
+
+def test_float32_exp_against_float64():
+    """std = exp(v/2) of reparam_forward: normal range, overflow to inf, flush below the smallest normal."""
+    v = 2 * grid32().reshape(1, -1)
+    std, z = np.empty_like(v), np.empty((1,) + v.shape, np.float32)
+    K.reparam_forward(z, std, np.zeros_like(v), v, np.zeros_like(z))
+    with np.errstate(over="ignore"):
+        truth = np.exp(0.5 * v.astype(np.float64))
+    big = truth > np.finfo(np.float32).max
+    assert np.isposinf(std[big]).all()
+    assert_rel(std[~big], truth[~big], ULP_RTOL_32)
+
+
+def test_float32_bernoulli_against_float64():
+    """log1p(e^{-|η|}) and sigmoid of the Bernoulli kernel, against float64, at every logit of the grid."""
+    logits = grid32().reshape(1, 1, -1)
+    for xv in (0.0, 1.0):
+        x = np.full(logits.shape[1:], xv, np.float32)
+        ll, dl = np.empty((1, 1), np.float32), np.empty_like(logits)
+        K.bernoulli_loglik_grad(ll, dl, x, logits, 1.0)
+        e64 = logits.astype(np.float64)
+        if xv == 0:  # −sigmoid(η) itself: relative accuracy down to the smallest normal
+            assert_rel(dl, -sigmoid64(e64), ULP_RTOL_32)
+        else:  # 1 − sigmoid(η) cancels in float32 (twin alike): absolute accuracy
+            assert np.abs(dl - (1 - sigmoid64(e64))).max() <= ULP_RTOL_32
+        truth = (xv * e64 - np.logaddexp(0, e64)).sum()
+        assert abs(ll[0, 0] - truth) <= ATOL[np.float32] * bernoulli_mag(x, logits)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_only_the_sum_is_reassociated(dt):
+    """fastmath={"reassoc"} on the log-likelihood kernels must reach only their running sum.
+
+    The per-element math sits in helpers compiled with fastmath=False set
+    explicitly (otherwise Numba lets a callee inherit the caller's flags).
+    With the flag on the whole body LLVM would be free to rewrite
+    acc + (x η − softplus(η)) as (acc + x η) − softplus(η), which at η = 1e4
+    loses the low bits of acc; here the terms at x = 1, η = 1e4 and x = 0,
+    η = −1e4 are exactly 0, and the ll of the row must be as precise as the
+    sum of its ordinary terms alone.
+    """
+    helpers = [K._bernoulli_term, K._gaussian_term, K._kl_term, K._softplus_sigmoid, K._exp_reduced_f32]
+    assert all(h.targetoptions.get("fastmath") is False for h in helpers)
+    rng = np.random.default_rng(7)
+    D = 800
+    logits = rng.standard_normal((1, 1, D)).astype(dt)
+    x = (rng.random((1, D)) < 0.5).astype(dt)
+    huge = rng.random(D) < 0.5
+    logits[0, 0, huge] = np.where(x[0, huge] > 0, 1e4, -1e4)
+    ll, dl = np.empty((1, 1), dt), np.empty_like(logits)
+    K.bernoulli_loglik_grad(ll, dl, x, logits, 1.0)
+    small = ~huge
+    truth = (x[0, small] * logits[0, 0, small].astype(np.float64) - np.logaddexp(0, logits[0, 0, small])).sum()
+    mag_small = (np.abs(x[0, small] * logits[0, 0, small]) + np.logaddexp(0, logits[0, 0, small])).sum()
+    assert abs(ll[0, 0] - truth) <= ATOL[dt] * mag_small
+
+
+def test_nan_propagates():
+    for act in ACTS:
+        a = np.array([[np.nan, 1.0]], np.float32)
+        h = np.empty_like(a)
+        K.bias_act_forward(h, a, np.zeros(2, np.float32), act)
+        assert np.isnan(h[0, 0]) and not np.isnan(h[0, 1]), K.ACT_NAMES[act]
+    ll, dl = np.empty((1, 1), np.float32), np.empty((1, 1, 2), np.float32)
+    K.bernoulli_loglik_grad(ll, dl, np.ones((1, 2), np.float32), np.array([[[np.nan, 0]]], np.float32), 1.0)
+    assert np.isnan(ll).all() and np.isnan(dl[0, 0, 0]) and not np.isnan(dl[0, 0, 1])
