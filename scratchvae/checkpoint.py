@@ -60,6 +60,24 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _check_member_sizes(path):
+    """Refuse, before anything is allocated, an array whose .npy header claims more bytes than its member holds."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise CheckpointError(f"{path}: refused: {info.filename} holds Python objects (pickle)")
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > info.file_size:
+                    raise CheckpointError(f"{path}: {info.filename} claims {claimed} bytes but holds {info.file_size}")
+
+
 def load(path):
     """Read a checkpoint; return ``(header, arrays)``. Raises CheckpointError on any problem.
 
@@ -72,6 +90,7 @@ def load(path):
         if f.read(4) != b"PK\x03\x04":
             raise CheckpointError(f"{path}: not an .npz checkpoint (not a zip archive)")
     try:
+        _check_member_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
             if HEADER_KEY not in names:

@@ -106,3 +106,54 @@ def test_tampered_member(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
         checkpoint.load(path)
+
+
+def test_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
+    import io
+
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    npy.write(b"\0" * 64)  # 64 bytes of data where the header claims 8 TB
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a.npy", npy.getvalue())
+    with pytest.raises(CheckpointError, match="claims 8000000000000 bytes"):
+        checkpoint.load(path)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150)
+@given(data=st.data())
+def test_fuzz_mutated_checkpoints_end_in_a_clear_error(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("fuzz")
+    path = write(folder)
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        kind = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        if kind == "flip":
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif kind == "truncate":
+            del raw[pos:]
+            if not raw:
+                break
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=16))
+    path.write_bytes(bytes(raw))
+    try:
+        header, arrays = checkpoint.load(path)
+    except CheckpointError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+    else:
+        assert isinstance(header, dict) and set(arrays) == set(header["arrays"])
+
+
+@settings(max_examples=100)
+@given(blob=st.binary(max_size=2000))
+def test_fuzz_random_bytes(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("rand") / "r.npz"
+    path.write_bytes(b"PK\x03\x04" + blob)
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
