@@ -44,10 +44,11 @@ def save(path, header, arrays):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
-def _fsync_dir(folder):
+def fsync_dir(folder):
+    """Flush a directory entry (a rename) to disk where the platform allows it."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

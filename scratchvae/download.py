@@ -23,6 +23,8 @@ import warnings
 
 from tqdm.auto import tqdm
 
+from .checkpoint import fsync_dir
+
 __all__ = [
     "CANONICAL",
     "DownloadError",
@@ -104,20 +106,6 @@ def _stream(response, out, progress, label):
     return digest.hexdigest(), copied
 
 
-def _fsync_dir(directory):
-    """Flush a directory entry to disk where the platform allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fetch_to_temp(url, tmp_path, timeout, progress, label):
     """Download ``url`` into the already created ``tmp_path``; return its sha256."""
     request = urllib.request.Request(url, headers={"User-Agent": "scratchvae"})
@@ -189,7 +177,7 @@ def download(url, dest_path, sha256, timeout=60, progress=True):
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     if sha256 is None:
         warnings.warn(
             f"{dest_path}: sha256 not verified (no known checksum); downloaded file has sha256 {digest}",
