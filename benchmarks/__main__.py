@@ -1,0 +1,4 @@
+"""``python -m benchmarks``: see :mod:`benchmarks.suite`."""
+from .suite import main
+
+main()

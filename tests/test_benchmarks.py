@@ -1,0 +1,49 @@
+"""The benchmark suite: the smoke run writes every part's JSON and PNG; the FLOP count by hand."""
+import json
+
+from benchmarks.suite import flop_count, main, matmul_shapes
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_flop_count_by_hand():
+    # 784-400-20, N = 128, L = 1; 2 FLOPs per multiply-add.
+    N = 128
+    enc0 = 2 * N * 784 * 400 * 2  # forward and dW (no dX: its input is the data)
+    enc1 = 2 * N * 400 * 40 * 3  # forward, dW, dX (the 2J = 40 head)
+    dec0 = 2 * N * 20 * 400 * 3
+    dec1 = 2 * N * 400 * 784 * 3
+    assert enc0 + enc1 + dec0 + dec1 == 419_840_000
+    assert flop_count(128) == 419_840_000
+    # L = 2 doubles the decoder's rows only.
+    assert flop_count(128, samples=2) == enc0 + enc1 + 2 * (dec0 + dec1) == 666_828_800
+    assert len(matmul_shapes(128)) == 11
+
+
+def test_smoke_suite(tmp_path):
+    main(["--smoke", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "throughput.json").read_text())
+    assert {(r["backend"], r["dtype"], r["batch_size"]) for r in rows} == {
+        (b, d, n) for b in ("numba", "numpy") for d in ("float32", "float64") for n in (16, 32)}
+    for r in rows:
+        assert r["system"] == "scratchvae"
+        assert r["samples_per_s"] > 0 and len(r["epoch_samples_per_s"]) == 1
+    roof = json.loads((tmp_path / "roofline.json").read_text())
+    for r in roof["rows"]:
+        assert {"batch_size", "flops", "step_ms", "gflops", "blas_ms", "fraction"} <= set(r)
+    assert {"matmuls_alone_s", "update_adam_s", "kernels_s"} <= set(roof["profile"])
+    scaling = json.loads((tmp_path / "scaling.json").read_text())
+    assert set(scaling) == {"batch_size", "hidden", "latent", "samples"}
+    mem = json.loads((tmp_path / "memory.json").read_text())
+    assert {r["backend"] for r in mem} == {"numba", "numpy"}
+    for r in mem:
+        assert r["peak_rss_mb"] > 0 and "net_blocks_per_step" in r and "transient_peak_bytes_per_step" in r
+    comp = json.loads((tmp_path / "compile.json").read_text())
+    assert comp["import"]["numba_imported"] is False
+    assert {"compile_s", "first_step_s", "steady_step_s"} <= set(comp["cold"]) & set(comp["warm"])
+    mm = json.loads((tmp_path / "matmul.json").read_text())
+    assert {r["impl"] for r in mm} == {"naive", "blocked-prange", "blas"}
+    assert all(r["rel_err"] < 1e-4 for r in mm)
+    pngs = ["throughput.png", "matmul.png"] + [f"scaling_{a}.png" for a in ("batch_size", "hidden", "latent", "samples")]
+    for name in pngs:
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
