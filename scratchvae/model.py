@@ -13,12 +13,11 @@ the D data dimensions (and J latent dimensions), averaged over data points.
 Shape letters: N batch, D data, H hidden, J latent, L samples per data point.
 """
 import dataclasses
-import json
 
 import numpy as np
 
 from . import distributions as dist
-from .ops import activation_backward, activation_forward, check_activation, dense_backward, dense_forward
+from .ops import activation_backward, activation_forward, check_activation, dense_backward, dense_forward, sigmoid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("fixed", "learned", "predicted")
@@ -73,9 +72,6 @@ class VAEConfig:
             raise ValueError(f"fixed_logvar must be finite, got {self.fixed_logvar}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d):
@@ -268,8 +264,6 @@ class VAE:
         """E[x|z] under the decoder: sigmoid(logits) or the Gaussian mean, (M, D)."""
         out, _ = self.decode(z)
         if self.config.likelihood == "bernoulli":
-            from .ops import sigmoid
-
             return sigmoid(out)
         return out
 
