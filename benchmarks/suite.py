@@ -128,6 +128,39 @@ def _fmt(v):
     return "" if v is None else str(v)
 
 
+def machine_info():
+    """The CPU, core count, BLAS and library versions the numbers were measured with."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "unknown"
+    try:
+        b = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{b.get('name')} {b.get('version')} ({b.get('openblas configuration', '').strip()})"
+    except Exception:  # show_config's layout is not a stable API
+        pass
+    info = {"cpu": cpu, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas, "python": platform.python_version(),
+            "numpy": np.__version__}
+    try:
+        import importlib.metadata as md
+
+        info["numba"] = md.version("numba")
+    except Exception:
+        info["numba"] = "not installed"
+    return info
+
+
+def machine_line():
+    m = machine_info()
+    return (f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} threads; BLAS {m['blas']}; "
+            f"Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}")
+
+
 def _plt():
     import matplotlib
 
@@ -158,17 +191,77 @@ def _progress(r):
           file=sys.stderr, flush=True)
 
 
-def peer_rows(batch_sizes, n, epochs):
-    rows = []
-    have = peers.available()
-    if have["torch"]:
-        for compile in (False, True):
-            rows += peers.torch_throughput(batch_sizes, n=n, epochs=epochs, threads=THREADS, compile=compile)
-            [_progress(r) for r in rows[-len(batch_sizes):]]
-    if have["jax"]:
-        rows += peers.jax_throughput(batch_sizes, n=n, epochs=epochs, threads=THREADS)
-        [_progress(r) for r in rows[-len(batch_sizes):]]
-    return rows
+def throughput_systems(backends, dtypes, with_peers):
+    """The systems the throughput part runs, as specs for :func:`_child_throughput` (peers only if installed)."""
+    specs = [{"system": "scratchvae", "backend": be, "dtype": dt} for be in backends for dt in dtypes]
+    if with_peers:
+        have = peers.available()
+        if have["torch"]:
+            specs += [{"system": "pytorch-eager"}, {"system": "pytorch-compile"}]
+        if have["jax"]:
+            specs.append({"system": "jax-jit"})
+    return specs
+
+
+def _child_throughput(spec):
+    """Child process: the rows of one system at every batch size, printed as one JSON line."""
+    s = json.loads(spec)
+    bs, n, epochs = s["batch_sizes"], s["n"], s["epochs"]
+    if s["system"] == "scratchvae":
+        rows = scratchvae_throughput(s["backend"], s["dtype"], bs, n, epochs, hidden=s["hidden"], latent=s["latent"])
+    elif s["system"] in ("pytorch-eager", "pytorch-compile"):
+        rows = peers.torch_throughput(bs, n=n, epochs=epochs, threads=THREADS, compile=s["system"] == "pytorch-compile")
+        [_progress(r) for r in rows]
+    elif s["system"] == "jax-jit":
+        rows = peers.jax_throughput(bs, n=n, epochs=epochs, threads=THREADS)
+        [_progress(r) for r in rows]
+    else:
+        raise ValueError(f"unknown system {s['system']!r}")
+    print(json.dumps(rows))
+
+
+def interleaved_rounds(specs, rounds):
+    """Run every system once per round, each in a fresh process, the order rotated from round to round.
+
+    A fresh process per system and round: no thread pool of one framework
+    (OpenBLAS, OpenMP, XLA) is alive while another is measured. Rounds
+    interleave the systems, so a slow spell of a shared machine falls on
+    all of them rather than on whichever ran during it. Returns the rows of
+    every run, each with its "round".
+    """
+    out = []
+    for r in range(rounds):
+        order = specs[r % len(specs):] + specs[:r % len(specs)]
+        for spec in order:
+            print(f"  round {r + 1}/{rounds}: {_label(spec)}", file=sys.stderr, flush=True)
+            for row in _run_child(["_throughput", json.dumps(spec)], stream_stderr=True):
+                out.append(dict(row, round=r + 1))
+    return out
+
+
+def _label(spec):
+    return " ".join(str(spec[k]) for k in ("system", "backend", "dtype") if k in spec)
+
+
+def merge_rounds(rows):
+    """One row per (system, backend, dtype, batch_size) from the rows of every round.
+
+    ``samples_per_s`` is the median over every timed epoch of every round;
+    ``round_samples_per_s`` keeps each round's own median.
+    """
+    merged = {}
+    for r in rows:
+        key = (r["system"], r["backend"], r["dtype"], r["batch_size"])
+        m = merged.get(key)
+        if m is None:
+            m = merged[key] = {k: v for k, v in r.items() if k != "round"}
+            m["epoch_samples_per_s"], m["round_samples_per_s"] = [], []
+        m["epoch_samples_per_s"] = m["epoch_samples_per_s"] + list(r["epoch_samples_per_s"])
+        m["round_samples_per_s"].append(r["samples_per_s"])
+    for m in merged.values():
+        m["samples_per_s"] = median(m["epoch_samples_per_s"])
+        m["rounds"] = len(m["round_samples_per_s"])
+    return list(merged.values())
 
 
 def ratios(rows):
@@ -184,17 +277,18 @@ def ratios(rows):
 
 
 def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "numpy"), dtypes=("float32", "float64"),
-                    with_peers=False, epochs=4, n=12800, json_path=None, plot_path=None, smoke=False):
+                    with_peers=False, epochs=4, n=12800, rounds=3, json_path=None, plot_path=None, smoke=False):
     if epochs < 2:
         raise ValueError("epochs must be >= 2 (the first is warm-up)")
-    rows = []
-    for be in backends:
-        for dt in dtypes:
-            rows += scratchvae_throughput(be, dt, batch_sizes, n, epochs,
-                                          hidden=64 if smoke else H, latent=8 if smoke else J)
-    if with_peers:
-        rows += peer_rows(batch_sizes, n, epochs)
-    print_table(rows, ["system", "backend", "dtype", "batch_size", "samples_per_s"], "throughput (samples/s)")
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    common = {"batch_sizes": list(batch_sizes), "n": n, "epochs": epochs, "hidden": 64 if smoke else H,
+              "latent": 8 if smoke else J}
+    specs = [dict(common, **s) for s in throughput_systems(backends, dtypes, with_peers)]
+    rows = merge_rounds(interleaved_rounds(specs, rounds))
+    print(f"\n{machine_line()}")
+    print_table(rows, ["system", "backend", "dtype", "batch_size", "samples_per_s"],
+                f"throughput (samples/s; median over {epochs - 1} timed epoch(s) x {rounds} interleaved round(s))")
     rat = ratios(rows)
     if rat:
         print_table(rat, ["batch_size", "peer", "ratio_numba_over_peer"], "scratchvae-numba / peer")
@@ -396,13 +490,17 @@ def _child_rss(backend, n, batch_size, hidden, latent):
     print(json.dumps({"maxrss_before_kb": before, "maxrss_after_kb": after}))
 
 
-def _run_child(args, env=None):
+def _run_child(args, env=None, stream_stderr=False):
+    """Run ``python -m benchmarks.suite ARGS`` and return the JSON of its last line of output.
+
+    ``stream_stderr``: the child's progress lines go straight to this terminal.
+    """
     e = dict(os.environ, **(env or {}))
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "benchmarks.suite", *map(str, args)], capture_output=True, text=True,
-                       env=e, cwd=REPO, timeout=600)
+    p = subprocess.run([sys.executable, "-m", "benchmarks.suite", *map(str, args)], stdout=subprocess.PIPE,
+                       stderr=None if stream_stderr else subprocess.PIPE, text=True, env=e, cwd=REPO, timeout=1800)
     if p.returncode != 0:
-        raise RuntimeError(f"child {args} failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"child {args} failed (exit {p.returncode})" + (f":\n{p.stderr[-3000:]}" if p.stderr else ""))
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -601,6 +699,7 @@ def build_parser():
     t.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"])
     t.add_argument("--peers", action="store_true", dest="t_peers")
     t.add_argument("--epochs", type=int, default=None, help="all epochs, the first untimed (default 4)")
+    t.add_argument("--rounds", type=int, default=None, help="interleaved rounds, a fresh process each (default 3)")
     t.add_argument("--n", type=int, default=None)
     t.add_argument("--json", default=None)
     t.add_argument("--smoke", action="store_true", dest="t_smoke")
@@ -609,7 +708,7 @@ def build_parser():
         s = sub.add_parser(name)
         s.add_argument("--smoke", action="store_true", dest="t_smoke")
         s.add_argument("--out", default=None, dest="t_out")
-    for name in ("_rss", "_compile", "_import"):  # internal: children of the memory and compile parts
+    for name in ("_rss", "_compile", "_import", "_throughput"):  # internal: children of the parts
         s = sub.add_parser(name)
         s.add_argument("args", nargs="*")
     return p
@@ -625,6 +724,8 @@ def main(argv=None):
         return _child_compile(*map(int, args.args))
     if part == "_import":
         return _child_import()
+    if part == "_throughput":
+        return _child_throughput(*args.args)
     smoke = args.smoke or getattr(args, "t_smoke", False)
     out = getattr(args, "t_out", None) or args.out
     os.makedirs(out, exist_ok=True)
@@ -639,6 +740,7 @@ def main(argv=None):
             kw = dict(batch_sizes=bs, with_peers=with_peers,
                       epochs=getattr(args, "epochs", None) or (2 if smoke else 4),
                       n=getattr(args, "n", None) or (256 if smoke else 12800),
+                      rounds=getattr(args, "rounds", None) or (1 if smoke else 3),
                       json_path=getattr(args, "json", None) or path,
                       plot_path=os.path.join(out, "throughput.png"), smoke=smoke)
             if part == "throughput":
@@ -655,6 +757,7 @@ def main(argv=None):
             results[name] = part_compile(smoke, json_path=path)
         elif name == "matmul":
             results[name] = part_matmul(smoke, json_path=path, plot_path=os.path.join(out, "matmul.png"))
+    save_json(machine_info(), os.path.join(out, "machine.json"))
     print(f"\nwrote {out} in {time.perf_counter() - t_start:.1f} s")
     return results
 

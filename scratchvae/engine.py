@@ -39,8 +39,8 @@ def kernel_set(backend):
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     from . import kernels
 
-    names = ("bias_act_forward", "act_backward", "col_sum", "bernoulli_loglik_grad", "gaussian_loglik_grad",
-             "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
+    names = ("bias_act_forward", "act_backward", "col_sum", "all_finite", "bernoulli_loglik_grad",
+             "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
              "sgd_momentum_update", "adagrad_update")
     suffix = "" if backend == "numba" else "_numpy"
     ks = type("Kernels", (), {})()
@@ -205,7 +205,7 @@ class FusedStep:
 
     def gradients_finite(self):
         """Whether every gradient of the last step is finite (one pass over the flat gradient)."""
-        return bool(np.isfinite(self.flat_g.sum()))
+        return bool(self.k.all_finite(self.flat_g))
 
     def update(self):
         """The optimizer step on the flat arrays, one pass; the same formulas as scratchvae.optim."""

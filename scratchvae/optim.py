@@ -4,6 +4,8 @@ Each updates a dict of parameter arrays in place from a dict of gradients of
 the loss (they all descend). Their state is a dict of plain arrays plus a step
 count, so it can be checkpointed without pickle.
 """
+import math
+
 import numpy as np
 
 
@@ -84,7 +86,10 @@ class Adagrad(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction:
     m ← b1 m + (1−b1) g,  v ← b2 v + (1−b2) g²,
-    p ← p − lr m̂ / (sqrt(v̂) + eps),  m̂ = m/(1−b1^t), v̂ = v/(1−b2^t)."""
+    p ← p − lr m̂ / (sqrt(v̂) + eps),  m̂ = m/(1−b1^t), v̂ = v/(1−b2^t).
+
+    Computed as p ← p − (lr/(1−b1^t)) m / (sqrt(v)·r + eps) with r = 1/sqrt(1−b2^t)
+    (sqrt(v̂) = sqrt(v)·r): one square root and one division per element."""
 
     name = "adam"
 
@@ -103,7 +108,8 @@ class Adam(Optimizer):
         v *= self.beta2
         v += (1 - self.beta2) * (g * g)
         step = self.lr / (1 - self.beta1**self.t)
-        p -= step * m / (np.sqrt(v / (1 - self.beta2**self.t)) + self.eps)
+        r = 1.0 / math.sqrt(1 - self.beta2**self.t)  # a Python float: keeps float32 arrays float32
+        p -= step * m / (np.sqrt(v) * r + self.eps)
 
     def hyperparams(self):
         return {**super().hyperparams(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -47,3 +47,36 @@ def test_smoke_suite(tmp_path):
     pngs = ["throughput.png", "matmul.png"] + [f"scaling_{a}.png" for a in ("batch_size", "hidden", "latent", "samples")]
     for name in pngs:
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
+
+
+def test_merge_rounds_takes_the_median_over_every_timed_epoch():
+    from benchmarks.suite import merge_rounds
+
+    def row(sps, r, b=32):
+        return {"system": "s", "backend": "cpu", "dtype": "float32", "batch_size": b, "round": r,
+                "epoch_samples_per_s": sps, "samples_per_s": sorted(sps)[len(sps) // 2]}
+
+    rows = merge_rounds([row([1.0, 2.0, 9.0], 1), row([3.0, 4.0, 5.0], 2), row([7.0], 1, b=128)])
+    by_b = {r["batch_size"]: r for r in rows}
+    assert by_b[32]["epoch_samples_per_s"] == [1.0, 2.0, 9.0, 3.0, 4.0, 5.0]
+    assert by_b[32]["samples_per_s"] == 3.5 and by_b[32]["round_samples_per_s"] == [2.0, 4.0]
+    assert by_b[32]["rounds"] == 2 and "round" not in by_b[32]
+    assert by_b[128]["samples_per_s"] == 7.0 and by_b[128]["rounds"] == 1
+
+
+def test_rounds_rotate_the_order_and_run_each_system_in_its_own_process(monkeypatch):
+    from benchmarks import suite
+
+    calls = []
+
+    def fake_child(args, env=None, stream_stderr=False):
+        assert args[0] == "_throughput"
+        spec = json.loads(args[1])
+        calls.append(spec["system"])
+        return [{"system": spec["system"], "samples_per_s": 1.0}]
+
+    monkeypatch.setattr(suite, "_run_child", fake_child)
+    specs = [{"system": s} for s in "abc"]
+    rows = suite.interleaved_rounds(specs, 3)
+    assert calls == list("abc" "bca" "cab")
+    assert [r["round"] for r in rows] == [1] * 3 + [2] * 3 + [3] * 3

@@ -93,8 +93,8 @@ def test_codes_cover_the_activations_of_ops():
     assert all(K.ACT_NAMES[c] == n for n, c in K.ACT_CODES.items())
 
 
-KERNELS = ("bias_act_forward", "act_backward", "col_sum", "bernoulli_loglik_grad", "gaussian_loglik_grad",
-           "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
+KERNELS = ("bias_act_forward", "act_backward", "col_sum", "all_finite", "bernoulli_loglik_grad",
+           "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
            "sgd_momentum_update", "adagrad_update")
 
 
@@ -189,6 +189,34 @@ def test_col_sum(dt, data, N, O):
     dout = draw(data, dt, (N, O), GENERIC)
     (db,), (db_t,) = run_both(K.col_sum, K.col_sum_numpy, [garbage((O,), dt)], [dout])
     close(db, db_t, dt, np.abs(dout).sum(axis=0).max())
+
+
+NONFINITE = (np.nan, np.inf, -np.inf)
+def any_finite(dt):  # the whole finite range, subnormals and ±max included: a plain sum could overflow
+    return st.floats(allow_nan=False, allow_infinity=False, width=np.finfo(dt).bits)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=st.integers(1, 40), bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(NONFINITE)),
+                                                          max_size=3))
+def test_all_finite(dt, data, n, bad):
+    g = draw(data, dt, (n,), any_finite)
+    for i, v in bad:
+        g[i % n] = v
+    got, want = K.all_finite(g), K.all_finite_numpy(g)
+    assert got == want == (not bad)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("value", NONFINITE)
+def test_all_finite_finds_one_bad_element_in_a_long_array(dt, value):
+    g = np.full(100_003, np.finfo(dt).max, dt)  # every element finite; their sum is not
+    assert K.all_finite(g) and K.all_finite_numpy(g)
+    for i in (0, 4096, 100_002):  # the SIMD body and the scalar remainder
+        h = g.copy()
+        h[i] = value
+        assert not K.all_finite(h) and not K.all_finite_numpy(h)
 
 
 # ---------------------------------------------------------------- likelihoods
