@@ -420,16 +420,28 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
     return out
 
 
-def part_roofline(batch_sizes=(32, 128, 512), reps=50, hidden=H, latent=J, json_path=None):
+def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=5, hidden=H, latent=J, json_path=None):
+    """Step time against the BLAS limit, measured in ``rounds`` alternating pairs (step, products alone).
+
+    Each round times ``reps`` steps and ``reps`` runs of the products alone,
+    back to back; ``fraction`` is the median over rounds of the round's
+    BLAS-alone time / step time, so a slow spell of a shared machine falls on
+    both halves of a pair; step_ms and blas_ms are the medians over rounds.
+    """
     rows = []
     for b in batch_sizes:
         st = Stepper("numba", b, hidden=hidden, latent=latent)
         x = peers.binary_data(b)
-        t = step_seconds(st, x, reps)
         fl = flop_count(b, hidden=(hidden,), latent=latent)
-        bl = blas_seconds(b, reps=reps, hidden=(hidden,), latent=latent)
+        ts, bls = [], []
+        for _ in range(rounds):
+            ts.append(step_seconds(st, x, reps))
+            bls.append(blas_seconds(b, reps=reps, hidden=(hidden,), latent=latent))
+        t, bl = median(ts), median(bls)
+        fractions = [b_ / t_ for b_, t_ in zip(bls, ts)]
         rows.append({"batch_size": b, "flops": fl, "step_ms": 1e3 * t, "gflops": fl / t / 1e9,
-                     "blas_ms": 1e3 * bl, "blas_gflops": fl / bl / 1e9, "fraction": bl / t})
+                     "blas_ms": 1e3 * bl, "blas_gflops": fl / bl / 1e9, "fraction": median(fractions),
+                     "round_fractions": fractions, "rounds": rounds, "reps": reps})
     print("\nFLOPs of a step = sum of 2*m*k*n over its matmuls = 6N(DH+2JH) + 6R(JH+HD) - 2NDH, R = L*N")
     print_table(rows, ["batch_size", "flops", "step_ms", "gflops", "blas_ms", "blas_gflops", "fraction"],
                 "roofline (numba, float32; fraction = BLAS-alone time / step time)")
@@ -697,6 +709,8 @@ def build_parser():
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere, no peers (< 60 s)")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"))
     p.add_argument("--peers", action="store_true", help="also PyTorch and JAX throughput (not with --smoke)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds of the throughput and roofline parts (default 3; 1 with --smoke)")
     sub = p.add_subparsers(dest="part")
     t = sub.add_parser("throughput")
     t.add_argument("--batch-sizes", type=_csv(int), default=None)
@@ -704,7 +718,8 @@ def build_parser():
     t.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"])
     t.add_argument("--peers", action="store_true", dest="t_peers")
     t.add_argument("--epochs", type=int, default=None, help="all epochs, the first untimed (default 4)")
-    t.add_argument("--rounds", type=int, default=None, help="interleaved rounds, a fresh process each (default 3)")
+    t.add_argument("--rounds", type=int, default=None, dest="t_rounds",
+                   help="interleaved rounds, a fresh process per system and round (default 3)")
     t.add_argument("--n", type=int, default=None)
     t.add_argument("--json", default=None)
     t.add_argument("--smoke", action="store_true", dest="t_smoke")
@@ -713,6 +728,9 @@ def build_parser():
         s = sub.add_parser(name)
         s.add_argument("--smoke", action="store_true", dest="t_smoke")
         s.add_argument("--out", default=None, dest="t_out")
+        if name == "roofline":
+            s.add_argument("--rounds", type=int, default=None, dest="t_rounds",
+                           help="alternating (step, products alone) rounds (default 3)")
     for name in ("_rss", "_compile", "_import", "_throughput"):  # internal: children of the parts
         s = sub.add_parser(name)
         s.add_argument("args", nargs="*")
@@ -735,6 +753,7 @@ def main(argv=None):
     out = getattr(args, "t_out", None) or args.out
     os.makedirs(out, exist_ok=True)
     with_peers = (args.peers or getattr(args, "t_peers", False)) and not smoke
+    rounds = getattr(args, "t_rounds", None) or args.rounds or (1 if smoke else 3)
     t_start = time.perf_counter()
     parts = PARTS if part is None else (part,)
     results = {}
@@ -745,15 +764,15 @@ def main(argv=None):
             kw = dict(batch_sizes=bs, with_peers=with_peers,
                       epochs=getattr(args, "epochs", None) or (2 if smoke else 4),
                       n=getattr(args, "n", None) or (256 if smoke else 12800),
-                      rounds=getattr(args, "rounds", None) or (1 if smoke else 3),
+                      rounds=rounds,
                       json_path=getattr(args, "json", None) or path,
                       plot_path=os.path.join(out, "throughput.png"), smoke=smoke)
             if part == "throughput":
                 kw.update(backends=args.backends, dtypes=args.dtypes)
             results[name] = part_throughput(**kw)
         elif name == "roofline":
-            results[name] = (part_roofline((16, 32), reps=5, hidden=64, latent=8, json_path=path) if smoke
-                             else part_roofline(json_path=path))
+            results[name] = (part_roofline((16, 32), reps=5, rounds=2, hidden=64, latent=8, json_path=path) if smoke
+                             else part_roofline(rounds=rounds, json_path=path))
         elif name == "scaling":
             results[name] = part_scaling(smoke, out_dir=out)
         elif name == "memory":
