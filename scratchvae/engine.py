@@ -42,8 +42,8 @@ def kernel_set(backend):
     from . import kernels
 
     names = ("bias_act_forward", "act_backward", "col_sum", "all_finite", "bernoulli_loglik_grad",
-             "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
-             "sgd_momentum_update", "adagrad_update")
+             "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward",
+             "adam_update", "sgd_momentum_update", "adagrad_update")
     suffix = "" if backend == "numba" else "_numpy"
     ks = type("Kernels", (), {})()
     for n in names:
@@ -182,10 +182,9 @@ class FusedStep:
         R = L * N
         # ---- forward
         enc, enc_saved = self._mlp_forward("enc", m.enc_layers, x, N)  # (N, 2J)
-        mu, logvar = enc[:, :J], enc[:, J:]
         z = self._buf("z", (L, N, J))
         std = self._buf("std", (N, J))
-        k.reparam_forward(z, std, mu, logvar, eps)
+        k.reparam_forward(z, std, enc, eps)  # enc = [μ | log σ²]
         dec, dec_saved = self._mlp_forward("dec", m.dec_layers, z.reshape(R, J), R)  # (R, D or 2D)
         ll = self._buf("ll", (L, N))
         ddec = self._buf("ddec", dec.shape)
@@ -208,8 +207,8 @@ class FusedStep:
         dz = self._mlp_backward("dec", dec_saved, ddec, need_dx=True).reshape(L, N, J)
         denc = self._buf("denc", (N, 2 * J))
         kl = self._buf("kl", (N,))
-        k.kl_grad(kl, denc[:, :J], denc[:, J:], mu, logvar, float(beta) / N)
-        k.reparam_backward(denc[:, :J], denc[:, J:], dz, eps, std)  # accumulates onto the KL gradient
+        k.kl_grad(kl, denc, enc, float(beta) / N)
+        k.reparam_backward(denc, dz, eps, std)  # accumulates onto the KL gradient
         self._mlp_backward("enc", enc_saved, denc, need_dx=False)
         return ll.mean(axis=0), kl.copy()
 

@@ -638,75 +638,83 @@ def gaussian_loglik_grad_shared_numpy(ll, dmean, dlogvar_D, x, mean, logvar_D, s
     dmean[...], dlogvar_D[...] = gaussian_loglik_backward(np.full(ll.shape, scale, ll.dtype), cache)
 
 
+# The encoder's output layer gives one (N, 2J) array: μ in its first J columns,
+# v = log σ² in its last J (the split of VAE.encode). The KL and
+# reparameterization kernels take that array whole, and write the gradient
+# into one (N, 2J) array of the same layout, so that every inner loop runs
+# with unit stride: handed the halves as separate column views (strided
+# arrays to Numba), LLVM did not vectorize them (KL at N = 512, J = 20:
+# 72 µs against 25 µs; reparam_forward 58 against 10 µs).
+
 @numba.njit(**_REDUCE)
-def kl_grad(kl, dmu, dlogvar, mu, logvar, scale):
+def kl_grad(kl, denc, enc, scale):
     """Analytic KL( N(μ, e^v) ‖ N(0, I) ) per data point and its gradient (eq.17, eq.18, eq.19).
 
     Parameters
     ----------
     kl : (N,) array, output: ½ Σ_j ( μ_j² + e^{v_j} − v_j − 1 )
-    dmu : (N, J) array, output: scale · μ
-    dlogvar : (N, J) array, output: scale · ½ (e^v − 1)
-    mu, logvar : (N, J) arrays
+    denc : (N, 2J) array, output: [ scale · μ  |  scale · ½ (e^v − 1) ]
+    enc : (N, 2J) array, [ μ | v ]
     scale : float, the upstream gradient ∂loss/∂kl (e.g. β/N)
 
     Notes
     -----
-    Writes (=) dmu and dlogvar; :func:`reparam_backward` then adds onto them.
+    Writes (=) denc; :func:`reparam_backward` then adds onto it.
     """
-    N, J = mu.shape
-    s = mu.dtype.type(scale)
+    N, J = enc.shape[0], enc.shape[1] // 2
+    s = enc.dtype.type(scale)
     for n in range(N):
-        acc = mu.dtype.type(0)
+        acc = enc.dtype.type(0)
         for j in range(J):
-            term, gm, gv = _kl_term(mu[n, j], logvar[n, j], s)
+            term, gm, gv = _kl_term(enc[n, j], enc[n, J + j], s)
             acc += term
-            dmu[n, j] = gm
-            dlogvar[n, j] = gv
-        kl[n] = mu.dtype.type(0.5) * acc
+            denc[n, j] = gm
+            denc[n, J + j] = gv
+        kl[n] = enc.dtype.type(0.5) * acc
 
 
-def kl_grad_numpy(kl, dmu, dlogvar, mu, logvar, scale):
+def kl_grad_numpy(kl, denc, enc, scale):
     """NumPy twin of :func:`kl_grad`."""
-    kl[...], cache = gaussian_kl_forward(mu, logvar)
-    dmu[...], dlogvar[...] = gaussian_kl_backward(np.full(kl.shape, scale, kl.dtype), cache)
+    J = enc.shape[1] // 2
+    kl[...], cache = gaussian_kl_forward(enc[:, :J], enc[:, J:])
+    denc[:, :J], denc[:, J:] = gaussian_kl_backward(np.full(kl.shape, scale, kl.dtype), cache)
 
 
 @numba.njit(**_OPTS)
-def reparam_forward(z, std, mu, logvar, eps):
+def reparam_forward(z, std, enc, eps):
     """Reparameterized samples z = μ + σ ε with σ = exp(v/2) (eq.18).
 
     Parameters
     ----------
     z : (L, N, J) array, output
     std : (N, J) array, output: σ, kept for :func:`reparam_backward`
-    mu, logvar : (N, J) arrays
+    enc : (N, 2J) array, [ μ | v ]
     eps : (L, N, J) array of standard normal noise
     """
     L, N, J = eps.shape
-    half = mu.dtype.type(0.5)
+    half = enc.dtype.type(0.5)
     for n in range(N):
         for j in range(J):
-            std[n, j] = _exp(half * logvar[n, j])
+            std[n, j] = _exp(half * enc[n, J + j])
     for l in range(L):
         for n in range(N):
             for j in range(J):
-                z[l, n, j] = mu[n, j] + std[n, j] * eps[l, n, j]
+                z[l, n, j] = enc[n, j] + std[n, j] * eps[l, n, j]
 
 
-def reparam_forward_numpy(z, std, mu, logvar, eps):
+def reparam_forward_numpy(z, std, enc, eps):
     """NumPy twin of :func:`reparam_forward`."""
-    z[...], (_, std[...], _) = reparameterize_forward(mu, logvar, eps)
+    J = eps.shape[-1]
+    z[...], (_, std[...], _) = reparameterize_forward(enc[:, :J], enc[:, J:], eps)
 
 
 @numba.njit(**_OPTS)
-def reparam_backward(dmu, dlogvar, dz, eps, std):
-    """Backward of :func:`reparam_forward`, summed over the L samples, ADDED to dmu and dlogvar.
+def reparam_backward(denc, dz, eps, std):
+    """Backward of :func:`reparam_forward`, summed over the L samples, ADDED to denc.
 
     Parameters
     ----------
-    dmu : (N, J) array, accumulated: dmu += Σ_l dz_l
-    dlogvar : (N, J) array, accumulated: dlogvar += Σ_l dz_l ε_l ½σ
+    denc : (N, 2J) array, accumulated: [ dμ | dv ] += [ Σ_l dz_l  |  Σ_l dz_l ε_l ½σ ]
     dz : (L, N, J) array, ∂loss/∂z
     eps : (L, N, J) array, the noise of the forward pass
     std : (N, J) array, σ from :func:`reparam_forward`
@@ -714,8 +722,8 @@ def reparam_backward(dmu, dlogvar, dz, eps, std):
     Notes
     -----
     Accumulates (+=) so that the KL gradient can be written first by
-    :func:`kl_grad`: z and the KL both depend on (μ, v). Zero dmu and dlogvar
-    first to get the reparameterization gradient alone.
+    :func:`kl_grad`: z and the KL both depend on (μ, v). Zero denc first to
+    get the reparameterization gradient alone.
     """
     L, N, J = dz.shape
     half = dz.dtype.type(0.5)
@@ -723,15 +731,16 @@ def reparam_backward(dmu, dlogvar, dz, eps, std):
         for n in range(N):
             for j in range(J):
                 g = dz[l, n, j]
-                dmu[n, j] += g
-                dlogvar[n, j] += g * eps[l, n, j] * (half * std[n, j])
+                denc[n, j] += g
+                denc[n, J + j] += g * eps[l, n, j] * (half * std[n, j])
 
 
-def reparam_backward_numpy(dmu, dlogvar, dz, eps, std):
+def reparam_backward_numpy(denc, dz, eps, std):
     """NumPy twin of :func:`reparam_backward`."""
-    gmu, gv = reparameterize_backward(dz, (eps, std, dmu.shape))
-    dmu += gmu
-    dlogvar += gv
+    J = dz.shape[-1]
+    gmu, gv = reparameterize_backward(dz, (eps, std, (dz.shape[1], J)))
+    denc[:, :J] += gmu
+    denc[:, J:] += gv
 
 
 # ---------------------------------------------------------------- optimizers

@@ -6,7 +6,7 @@ in float32 and float64; the kernel and its twin run on copies of the same
 inputs and must agree within the named tolerances below; the read-only inputs
 must come back unchanged. A few fixed bigger cases reach the SIMD bodies of the
 loops (hypothesis' tiny shapes only run their scalar remainders), and the
-strided views the fused engine passes (``enc[:, :J]``). The float32 kernels
+strided views the fused engine passes (``dec[:, :D]``). The float32 kernels
 use their own vectorized exp/log1p/tanh; their accuracy against float64 is
 checked on dense grids.
 """
@@ -94,8 +94,8 @@ def test_codes_cover_the_activations_of_ops():
 
 
 KERNELS = ("bias_act_forward", "act_backward", "col_sum", "all_finite", "bernoulli_loglik_grad",
-           "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward", "adam_update",
-           "sgd_momentum_update", "adagrad_update")
+           "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward",
+           "adam_update", "sgd_momentum_update", "adagrad_update")
 
 
 def test_every_kernel_has_a_twin_with_the_same_signature():
@@ -284,12 +284,15 @@ def test_gaussian_loglik_grad_shared(dt, data, L, N, D, scale):
 def test_kl_grad(dt, data, N, J, scale):
     mu = draw(data, dt, (N, J), GENERIC)
     logvar = draw(data, dt, (N, J), LOGVAR)
-    outs = [garbage((N,), dt), garbage((N, J), dt), garbage((N, J), dt)]
-    (kl, dmu, dv), (kl_t, dmu_t, dv_t) = run_both(K.kl_grad, K.kl_grad_numpy, outs, [mu, logvar], scale)
+    enc = np.concatenate([mu, logvar], axis=1)  # [μ | v], as the encoder's output layer gives them
+    outs = [garbage((N,), dt), garbage((N, 2 * J), dt)]
+    (kl, denc), (kl_t, denc_t) = run_both(K.kl_grad, K.kl_grad_numpy, outs, [enc], scale)
     m, v = mu.astype(np.float64), logvar.astype(np.float64)
     close(kl, kl_t, dt, (m * m + np.exp(v) + np.abs(v) + 1).sum(axis=-1).max())
-    close(dmu, dmu_t, dt)
-    close(dv, dv_t, dt)
+    close(denc, denc_t, dt)
+    # the halves are dμ and dv, by the formulas of the docstring
+    close(denc[:, :J], dt(scale) * mu, dt)
+    close(denc[:, J:], dt(scale) * (dt(0.5) * (np.exp(v) - 1)), dt, abs(scale) * np.exp(v).max())
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -299,10 +302,13 @@ def test_reparam_forward(dt, data, L, N, J):
     mu = draw(data, dt, (N, J), GENERIC)
     logvar = draw(data, dt, (N, J), LOGVAR)
     eps = draw(data, dt, (L, N, J), GENERIC)
+    enc = np.concatenate([mu, logvar], axis=1)
     (z, std), (z_t, std_t) = run_both(K.reparam_forward, K.reparam_forward_numpy,
-                                      [garbage((L, N, J), dt), garbage((N, J), dt)], [mu, logvar, eps])
+                                      [garbage((L, N, J), dt), garbage((N, J), dt)], [enc, eps])
     close(std, std_t, dt)
     close(z, z_t, dt, np.abs(mu).max())  # μ + σε can cancel: error up to eps·|μ|
+    close(std, np.exp(0.5 * logvar.astype(np.float64)), dt)  # σ from the second half, μ from the first
+    close(z, mu + std * eps, dt, np.abs(mu).max())
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -310,21 +316,20 @@ def test_reparam_forward(dt, data, L, N, J):
 @given(data=st.data(), L=dims, N=dims, J=dims)
 def test_reparam_backward_accumulates(dt, data, L, N, J):
     """reparam_backward adds (+=) onto what is in dmu and dlogvar (the KL gradient)."""
-    dmu0 = draw(data, dt, (N, J), GENERIC)
-    dv0 = draw(data, dt, (N, J), GENERIC)
+    denc0 = draw(data, dt, (N, 2 * J), GENERIC)  # [dμ | dv] so far (the KL gradient)
     dz = draw(data, dt, (L, N, J), GENERIC)
     eps = draw(data, dt, (L, N, J), GENERIC)
     std = np.exp(0.5 * draw(data, dt, (N, J), LOGVAR))
-    (dmu, dv), (dmu_t, dv_t) = run_both(K.reparam_backward, K.reparam_backward_numpy, [dmu0, dv0], [dz, eps, std])
-    mag_mu = np.abs(dmu0).max() + np.abs(dz).sum(axis=0).max()
-    mag_v = np.abs(dv0).max() + np.abs(dz * eps * std.astype(np.float64)).sum(axis=0).max()
-    close(dmu, dmu_t, dt, mag_mu)
-    close(dv, dv_t, dt, mag_v)
+    (denc,), (denc_t,) = run_both(K.reparam_backward, K.reparam_backward_numpy, [denc0], [dz, eps, std])
+    mag_mu = np.abs(denc0).max() + np.abs(dz).sum(axis=0).max()
+    mag_v = np.abs(denc0).max() + np.abs(dz * eps * std.astype(np.float64)).sum(axis=0).max()
+    close(denc[:, :J], denc_t[:, :J], dt, mag_mu)
+    close(denc[:, J:], denc_t[:, J:], dt, mag_v)
     # from zero it is the reparameterization gradient alone (MATH.md)
-    gm, gv = np.zeros((N, J), dt), np.zeros((N, J), dt)
-    K.reparam_backward(gm, gv, dz, eps, std)
-    close(gm, dz.sum(axis=0), dt, mag_mu)
-    close(gv, (dz * eps * (dt(0.5) * std)).sum(axis=0), dt, mag_v)
+    g = np.zeros((N, 2 * J), dt)
+    K.reparam_backward(g, dz, eps, std)
+    close(g[:, :J], dz.sum(axis=0), dt, mag_mu)
+    close(g[:, J:], (dz * eps * (dt(0.5) * std)).sum(axis=0), dt, mag_v)
 
 
 # ------------------------------------------------------------------ optimizers
@@ -449,27 +454,27 @@ def test_likelihood_kernels_bigger(dt, L, N, D):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-def test_strided_views_as_the_engine_passes_them(dt):
-    """The engine hands over column blocks of (N, 2J) and (R, 2D) buffers: non-contiguous views."""
+def test_simd_sizes_and_the_strided_views_the_engine_passes(dt):
+    """Sizes that reach the SIMD bodies; the predicted-variance Gaussian gets the halves of (R, 2D)
+    as non-contiguous views."""
     rng = np.random.default_rng(1)
     L, N, J, D = 2, 9, 20, 50
     enc = rng.standard_normal((N, 2 * J)).astype(dt)
-    mu, logvar = enc[:, :J], enc[:, J:]
     eps = rng.standard_normal((L, N, J)).astype(dt)
     z, std = np.empty((L, N, J), dt), np.empty((N, J), dt)
     z_t, std_t = np.empty_like(z), np.empty_like(std)
-    K.reparam_forward(z, std, mu, logvar, eps)
-    K.reparam_forward_numpy(z_t, std_t, mu, logvar, eps)
-    close(z, z_t, dt, np.abs(mu).max())
+    K.reparam_forward(z, std, enc, eps)
+    K.reparam_forward_numpy(z_t, std_t, enc, eps)
+    close(z, z_t, dt, np.abs(enc).max())
     close(std, std_t, dt)
-    # KL gradient written first, then the reparameterization gradient added, into views of one buffer
+    # KL gradient written first, then the reparameterization gradient added, into one buffer
     dz = rng.standard_normal((L, N, J)).astype(dt)
     denc, denc_t = np.full((N, 2 * J), np.nan, dt), np.full((N, 2 * J), np.nan, dt)
     kl, kl_t = np.empty(N, dt), np.empty(N, dt)
-    K.kl_grad(kl, denc[:, :J], denc[:, J:], mu, logvar, 0.1)
-    K.reparam_backward(denc[:, :J], denc[:, J:], dz, eps, std)
-    K.kl_grad_numpy(kl_t, denc_t[:, :J], denc_t[:, J:], mu, logvar, 0.1)
-    K.reparam_backward_numpy(denc_t[:, :J], denc_t[:, J:], dz, eps, std)
+    K.kl_grad(kl, denc, enc, 0.1)
+    K.reparam_backward(denc, dz, eps, std)
+    K.kl_grad_numpy(kl_t, denc_t, enc, 0.1)
+    K.reparam_backward_numpy(denc_t, dz, eps, std)
     close(kl, kl_t, dt, 100)
     close(denc, denc_t, dt, 10)
     # predicted Gaussian variance: mean and logvar are the halves of (R, 2D)
@@ -521,7 +526,7 @@ def test_float32_exp_against_float64():
     """std = exp(v/2) of reparam_forward: normal range, overflow to inf, flush below the smallest normal."""
     v = 2 * grid32().reshape(1, -1)
     std, z = np.empty_like(v), np.empty((1,) + v.shape, np.float32)
-    K.reparam_forward(z, std, np.zeros_like(v), v, np.zeros_like(z))
+    K.reparam_forward(z, std, np.concatenate([np.zeros_like(v), v], axis=1), np.zeros_like(z))
     with np.errstate(over="ignore"):
         truth = np.exp(0.5 * v.astype(np.float64))
     big = truth > np.finfo(np.float32).max
