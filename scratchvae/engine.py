@@ -52,6 +52,44 @@ def kernel_set(backend):
     return ks
 
 
+HUGE_PAGE = 2 << 20
+
+
+def _arena(count, size, dtype):
+    """``count`` zeroed 1-D arrays of ``size`` elements, cut from one allocation, each 64-byte aligned.
+
+    Parameters, gradients and moments are streamed every step (28 bytes per
+    parameter in the Adam pass). When the arrays take 2 MiB or more together,
+    the allocation is an anonymous private memory map, 2 MiB aligned and
+    advised ``MADV_HUGEPAGE`` where the platform has it, so the kernel can back
+    it with transparent huge pages (5 TLB entries for the standard model's
+    10.4 MB instead of about 2,550). Measured on the 2-vCPU virtual machine of
+    the benchmarks, batch 32, in alternating processes: the Adam pass 0.205-0.210
+    ms against 0.217-0.224 ms with NumPy's 4 KiB pages; during a slow spell of
+    the shared host, when memory-bound work ran 5-8x slower in every process,
+    1.15-1.20 ms against 1.64-1.70 ms.
+    """
+    import mmap
+
+    itemsize = np.dtype(dtype).itemsize
+    stride = -(-size * itemsize // 64) * 64  # bytes per array, rounded up to 64
+    nbytes = count * stride
+    advise = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advise is None or nbytes < HUGE_PAGE:
+        raw = np.zeros(nbytes + 64, np.uint8)
+        start = -raw.ctypes.data % 64
+    else:
+        span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE  # whole huge pages
+        buf = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # zero-filled
+        raw = np.frombuffer(buf, np.uint8)
+        start = -raw.ctypes.data % HUGE_PAGE
+        try:
+            buf.madvise(advise, start, span)
+        except OSError:  # e.g. a kernel built without transparent huge pages: plain pages then
+            pass
+    return [raw[start + i * stride:start + i * stride + size * itemsize].view(dtype) for i in range(count)]
+
+
 class FusedStep:
     """One training step of ``model`` with ``optimizer``, fused, on preallocated buffers.
 
@@ -81,8 +119,9 @@ class FusedStep:
         m, dt = self.model, self.dtype
         names = list(m.params)
         total = sum(m.params[k].size for k in names)
-        self.flat_p = np.empty(total, dt)
-        self.flat_g = np.zeros(total, dt)
+        slots = {SGD: ("v",), Adagrad: ("s",), Adam: ("m", "v")}[type(self.opt)]
+        flats = _arena(2 + len(slots), total, dt)
+        self.flat_p, self.flat_g = flats[0], flats[1]
         self.grads, offset = {}, 0
         views = {}
         for k in names:
@@ -93,10 +132,8 @@ class FusedStep:
             m.params[k] = self.flat_p[offset:offset + n].reshape(p.shape)
             self.grads[k] = self.flat_g[offset:offset + n].reshape(p.shape)
             offset += n
-        slots = {SGD: ("v",), Adagrad: ("s",), Adam: ("m", "v")}[type(self.opt)]
         self.flat_state = {}
-        for slot in slots:
-            flat = np.zeros(total, dt)
+        for slot, flat in zip(slots, flats[2:]):
             for k, (o, n, shape) in views.items():
                 key = f"{slot}.{k}"
                 if key in self.opt.state:
