@@ -299,18 +299,40 @@ def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "numpy"), dty
     if json_path:
         save_json(rows, json_path)
     if plot_path:
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        keys = sorted({(r["system"], r["backend"], r["dtype"]) for r in rows})
-        for k in keys:
-            rs = sorted((r for r in rows if (r["system"], r["backend"], r["dtype"]) == k), key=lambda r: r["batch_size"])
-            ax.plot([r["batch_size"] for r in rs], [r["samples_per_s"] for r in rs], "o-", label=" ".join(k))
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples/s", title="training throughput")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(plot_path)
-        plt.close(fig)
+        plot_throughput(rows, plot_path)
     return rows
+
+
+def _label_log_axes(ax, xs, ylabel=lambda t: f"{t:g}"):
+    """Log-log axes labelled in plain numbers: x at the measured ``xs``, y at 1-2-5 steps."""
+    ax.set_xticks(xs, [f"{x:g}" for x in xs], minor=False)
+    ax.set_xticks([], minor=True)
+    lo, hi = ax.get_ylim()
+    ticks = [m * 10.0**e for e in range(-3, 8) for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    ax.set_yticks(ticks, [ylabel(t) for t in ticks], minor=False)
+    ax.set_yticks([], minor=True)
+
+
+def plot_throughput(rows, path):
+    """samples/s against batch size, one line per system; bars span the rounds' medians."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    keys = sorted({(r["system"], r["backend"], r["dtype"]) for r in rows})
+    for k in keys:
+        rs = sorted((r for r in rows if (r["system"], r["backend"], r["dtype"]) == k), key=lambda r: r["batch_size"])
+        b = [r["batch_size"] for r in rs]
+        y = [r["samples_per_s"] for r in rs]
+        lo = [y_ - min(r.get("round_samples_per_s") or [y_]) for y_, r in zip(y, rs)]
+        hi = [max(r.get("round_samples_per_s") or [y_]) - y_ for y_, r in zip(y, rs)]
+        label = k[0] if k[0] != "scratchvae" else f"scratchvae {k[1]} {k[2]}"
+        ax.errorbar(b, y, yerr=[lo, hi], fmt="o-", capsize=3, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples/s",
+           title="training throughput (median; bars: range of the rounds)")
+    _label_log_axes(ax, sorted({r["batch_size"] for r in rows}), lambda t: f"{t / 1e3:g}k")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ roofline
@@ -486,6 +508,7 @@ def part_scaling(smoke=False, reps=30, out_dir=None):
             fig, a = plt.subplots(figsize=(5, 3.5))
             a.plot([r[ax] for r in rows], [r["step_ms"] for r in rows], "o-")
             a.set(xscale="log", yscale="log", xlabel=ax, ylabel="ms per step", title=f"step time vs {ax}")
+            _label_log_axes(a, [r[ax] for r in rows])
             fig.tight_layout()
             fig.savefig(os.path.join(out_dir, f"scaling_{ax}.png"))
             plt.close(fig)

@@ -9,7 +9,11 @@
   :mod:`scratchvae.kernels` (Numba), or of its plain NumPy twin;
 - all parameters live in one flat array (``model.params`` become views of
   it), and so do the gradients and the optimizer's moments, so the update is
-  one pass over parameter, gradient and moments.
+  one pass over parameter, gradient and moments; the flat arrays are cut
+  from one allocation backed by huge pages where the kernel allows
+  (:func:`_arena`);
+- the buffers of the activations and their gradients are allocated on the
+  first step and reused, their views cached by shape.
 
 A steady-state step allocates only a few (N,)-sized summaries.
 
