@@ -85,7 +85,8 @@ def cases(N, dt, rng):
 
     def reset_denc():
         np.copyto(denc, denc0)
-    mean, lv_pred, lv_D = rng.random((1, N, D)).astype(dt), arr(1, N, D, scale=0.5), arr(D, scale=0.5)
+    mean, lv_D = rng.random((1, N, D)).astype(dt), arr(D, scale=0.5)
+    dec_pred = np.concatenate([mean, arr(1, N, D, scale=0.5)], axis=-1)  # [mean | logvar]
     return [
         (f"bias_act_forward relu ({N},{H})", "bias_act_forward", lambda: bias_act(H, K.RELU)),
         (f"bias_act_forward tanh ({N},{H})", "bias_act_forward", lambda: bias_act(H, K.TANH)),
@@ -98,8 +99,7 @@ def cases(N, dt, rng):
         (f"bernoulli_loglik_grad (1,{N},{D})", "bernoulli_loglik_grad",
          lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), -1.0 / N), None)),
         (f"gaussian_loglik_grad (1,{N},{D})", "gaussian_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty((1, N, D), dt), x, mean, lv_pred,
-                   -1.0 / N), None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, -1.0 / N), None)),
         (f"gaussian_loglik_grad_shared (1,{N},{D})", "gaussian_loglik_grad_shared",
          lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, lv_D, -1.0 / N), None)),
         (f"kl_grad ({N},{J})", "kl_grad",
@@ -147,8 +147,8 @@ def fastmath_table(dt, N, reps):
     enc = rng.standard_normal((N, 2 * J)).astype(dt)  # [μ | v]
     rows = [
         ("bernoulli_loglik_grad", (np.empty((1, N), dt), np.empty((1, N, D), dt), x, logits, -1.0 / N)),
-        ("gaussian_loglik_grad", (np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty((1, N, D), dt), x, mean,
-                                  lv, -1.0 / N)),
+        ("gaussian_loglik_grad", (np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x,
+                                  np.concatenate([mean, lv], axis=-1), -1.0 / N)),
         ("kl_grad", (np.empty(N, dt), np.empty((N, 2 * J), dt), enc, 1.0 / N)),
     ]
     for name, args in rows:

@@ -233,8 +233,7 @@ class FusedStep:
         if c.likelihood == "bernoulli":
             k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, D), x, dec.reshape(L, N, D), scale)
         elif c.gaussian_variance == "predicted":
-            k.gaussian_loglik_grad(ll, ddec[:, :D].reshape(L, N, D), ddec[:, D:].reshape(L, N, D), x,
-                                   dec[:, :D].reshape(L, N, D), dec[:, D:].reshape(L, N, D), scale)
+            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * D), x, dec.reshape(L, N, 2 * D), scale)
         else:
             if c.gaussian_variance == "learned":
                 logvar_d, dlogvar_d = m.params["dec.logvar"], self.grads["dec.logvar"]

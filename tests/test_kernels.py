@@ -5,8 +5,8 @@ For every kernel: hypothesis draws small shapes (each of N, L, D, J, O in
 in float32 and float64; the kernel and its twin run on copies of the same
 inputs and must agree within the named tolerances below; the read-only inputs
 must come back unchanged. A few fixed bigger cases reach the SIMD bodies of the
-loops (hypothesis' tiny shapes only run their scalar remainders), and the
-strided views the fused engine passes (``dec[:, :D]``). The float32 kernels
+loops (hypothesis' tiny shapes only run their scalar remainders), on the
+layer outputs as the fused engine passes them. The float32 kernels
 use their own vectorized exp/log1p/tanh; their accuracy against float64 is
 checked on dense grids.
 """
@@ -252,13 +252,15 @@ def test_gaussian_loglik_grad(dt, data, L, N, D, scale):
     x = draw(data, dt, (N, D), GENERIC)
     mean = draw(data, dt, (L, N, D), GENERIC)
     logvar = draw(data, dt, (L, N, D), LOGVAR)
-    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((L, N, D), dt)]
-    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs,
-                                                [x, mean, logvar], scale)
+    dec = np.concatenate([mean, logvar], axis=-1)  # [m | s], as the decoder's output layer gives them
+    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt)]
+    (ll, ddec), (ll_t, ddec_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs, [x, dec], scale)
     _, terms = gaussian_mag(x, mean, logvar)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
-    close(dm, dm_t, dt)
-    close(dv, dv_t, dt)
+    close(ddec, ddec_t, dt)
+    # the first half is the gradient for the mean: scale (x − m) e^{−s}, by the docstring
+    x64, m64, s64 = x.astype(np.float64), mean.astype(np.float64), logvar.astype(np.float64)
+    close(ddec[..., :D], scale * (x64 - m64) * np.exp(-s64), dt, abs(scale) * (np.abs(x64 - m64) * np.exp(-s64)).max())
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -436,13 +438,12 @@ def test_likelihood_kernels_bigger(dt, L, N, D):
     close(dl, dl_t, dt)
     mean = rng.random((L, N, D)).astype(dt)
     logvar = sprinkle(rng, rng.uniform(-5, 5, (L, N, D)).astype(dt), [-30, 30, 0])
-    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((L, N, D), dt)]
-    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs,
-                                                [x, mean, logvar], scale)
+    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt)]
+    (ll, ddec), (ll_t, ddec_t) = run_both(K.gaussian_loglik_grad, K.gaussian_loglik_grad_numpy, outs,
+                                          [x, np.concatenate([mean, logvar], axis=-1)], scale)
     q, terms = gaussian_mag(x, mean, logvar)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
-    close(dm, dm_t, dt)
-    close(dv, dv_t, dt)
+    close(ddec, ddec_t, dt)
     logvar_D = logvar[0, 0].copy()
     outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
     (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_grad_shared, K.gaussian_loglik_grad_shared_numpy,
@@ -454,9 +455,9 @@ def test_likelihood_kernels_bigger(dt, L, N, D):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-def test_simd_sizes_and_the_strided_views_the_engine_passes(dt):
-    """Sizes that reach the SIMD bodies; the predicted-variance Gaussian gets the halves of (R, 2D)
-    as non-contiguous views."""
+def test_simd_sizes_with_the_packed_outputs_the_engine_passes(dt):
+    """Sizes that reach the SIMD bodies, on the layer outputs as the engine passes them: the encoder's
+    (N, 2J) [μ | v] and the decoder's (R, 2D) [mean | logvar] reshaped to (L, N, 2D)."""
     rng = np.random.default_rng(1)
     L, N, J, D = 2, 9, 20, 50
     enc = rng.standard_normal((N, 2 * J)).astype(dt)
@@ -477,17 +478,14 @@ def test_simd_sizes_and_the_strided_views_the_engine_passes(dt):
     K.reparam_backward_numpy(denc_t, dz, eps, std)
     close(kl, kl_t, dt, 100)
     close(denc, denc_t, dt, 10)
-    # predicted Gaussian variance: mean and logvar are the halves of (R, 2D)
+    # predicted Gaussian variance: the decoder's (R, 2D) output [mean | logvar], reshaped to (L, N, 2D)
     x = rng.random((N, D)).astype(dt)
     dec = rng.standard_normal((L * N, 2 * D)).astype(dt)
     ddec, ddec_t = np.full_like(dec, np.nan), np.full_like(dec, np.nan)
     ll, ll_t = np.empty((L, N), dt), np.empty((L, N), dt)
-
-    def halves(a):
-        return a[:, :D].reshape(L, N, D), a[:, D:].reshape(L, N, D)
-    K.gaussian_loglik_grad(ll, *halves(ddec), x, *halves(dec), -0.5)
-    K.gaussian_loglik_grad_numpy(ll_t, *halves(ddec_t), x, *halves(dec), -0.5)
-    _, terms = gaussian_mag(x, *halves(dec))
+    K.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * D), x, dec.reshape(L, N, 2 * D), -0.5)
+    K.gaussian_loglik_grad_numpy(ll_t, ddec_t.reshape(L, N, 2 * D), x, dec.reshape(L, N, 2 * D), -0.5)
+    _, terms = gaussian_mag(x, dec[:, :D].reshape(L, N, D), dec[:, D:].reshape(L, N, D))
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(ddec, ddec_t, dt)
 
