@@ -17,6 +17,13 @@
 
 A steady-state step allocates only a few (N,)-sized summaries.
 
+The BLAS thread count is left as the environment sets it
+(``OPENBLAS_NUM_THREADS``): it is not tuned at run time, though one thread
+beat two during slow spells of the benchmark machine, because OpenBLAS'
+sgemm rounds differently with 1 and 2 threads at some of the step's shapes
+(32x784 @ 784x400, for one), and a run resumed from a checkpoint must match
+an uninterrupted one bit for bit.
+
 Shape letters: N batch, L samples, R = L·N decoder rows, J latent, D data.
 """
 import math

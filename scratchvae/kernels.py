@@ -51,8 +51,12 @@ of exp stays exact.
 Numba's OpenMP threads then fight OpenBLAS' spinning threads for the 2 cores:
 a matmul + Bernoulli + two matmuls + Adam slice took 1.1/3.0/7.6 ms serial
 against 16/16/24 ms with prange at batch 32/128/512 (workqueue layer: still
-slower than serial; OMP_WAIT_POLICY=passive: no gain). The 2 cores are better
-left to BLAS.
+slower than serial; OMP_WAIT_POLICY=passive: no gain). The Adam pass alone
+split over 2 threads (prange, or a second Python thread running the nogil
+kernel on half the arrays) gained nothing either: 0.29 → 0.31 ms a step at
+batch 32 with the workqueue layer, 5-6 ms with OpenMP, because OpenBLAS' idle
+worker spins on the other core between products. The 2 cores are better left
+to BLAS.
 
 float32 transcendental functions
 --------------------------------
