@@ -442,7 +442,7 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
     return out
 
 
-def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=5, hidden=H, latent=J, json_path=None):
+def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, latent=J, json_path=None):
     """Step time against the BLAS limit, measured in ``rounds`` alternating pairs (step, products alone).
 
     Each round times ``reps`` steps and ``reps`` runs of the products alone,
@@ -540,7 +540,8 @@ def _run_child(args, env=None, stream_stderr=False):
     p = subprocess.run([sys.executable, "-m", "benchmarks.suite", *map(str, args)], stdout=subprocess.PIPE,
                        stderr=None if stream_stderr else subprocess.PIPE, text=True, env=e, cwd=REPO, timeout=1800)
     if p.returncode != 0:
-        raise RuntimeError(f"child {args} failed (exit {p.returncode})" + (f":\n{p.stderr[-3000:]}" if p.stderr else ""))
+        tail = f":\n{p.stderr[-3000:]}" if p.stderr else ""
+        raise RuntimeError(f"child {args} failed (exit {p.returncode}){tail}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -761,7 +762,15 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except ValueError as e:  # a bad argument: one line and exit code 2, no traceback
+        parser.error(str(e))
+
+
+def _main(args):
     part = args.part
     if part == "_rss":
         be, n, b, hid, lat = args.args
@@ -776,7 +785,9 @@ def main(argv=None):
     out = getattr(args, "t_out", None) or args.out
     os.makedirs(out, exist_ok=True)
     with_peers = (args.peers or getattr(args, "t_peers", False)) and not smoke
-    rounds = getattr(args, "t_rounds", None) or args.rounds or (1 if smoke else 3)
+    rounds = next((r for r in (getattr(args, "t_rounds", None), args.rounds) if r is not None), 1 if smoke else 3)
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
     t_start = time.perf_counter()
     parts = PARTS if part is None else (part,)
     results = {}

@@ -1,6 +1,8 @@
 """The benchmark suite: the smoke run writes every part's JSON and PNG; the FLOP count by hand."""
 import json
 
+import pytest
+
 from benchmarks.suite import flop_count, main, matmul_shapes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +46,8 @@ def test_smoke_suite(tmp_path):
     mm = json.loads((tmp_path / "matmul.json").read_text())
     assert {r["impl"] for r in mm} == {"naive", "blocked-prange", "blas"}
     assert all(r["rel_err"] < 1e-4 for r in mm)
-    pngs = ["throughput.png", "matmul.png"] + [f"scaling_{a}.png" for a in ("batch_size", "hidden", "latent", "samples")]
+    scaling_axes = ("batch_size", "hidden", "latent", "samples")
+    pngs = ["throughput.png", "matmul.png"] + [f"scaling_{a}.png" for a in scaling_axes]
     for name in pngs:
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
 
@@ -80,3 +83,15 @@ def test_rounds_rotate_the_order_and_run_each_system_in_its_own_process(monkeypa
     rows = suite.interleaved_rounds(specs, 3)
     assert calls == list("abc" "bca" "cab")
     assert [r["round"] for r in rows] == [1] * 3 + [2] * 3 + [3] * 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["throughput", "--rounds", "0"], "--rounds must be >= 1"),
+    (["throughput", "--epochs", "1"], "epochs must be >= 2"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main([*argv[:1], "--smoke", "--out", str(tmp_path), *argv[1:]])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
