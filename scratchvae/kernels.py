@@ -521,8 +521,8 @@ def all_finite(g):
     """Whether every element of the 1-D array ``g`` is finite (no NaN, no ±Inf).
 
     Sums g·0, which is 0 for a finite element and NaN for NaN or ±Inf (and a
-    NaN stays NaN): one branch-free vectorized pass (14 µs for the 652,824
-    gradients of the standard model, float32, against 57 µs for
+    NaN stays NaN): one branch-free vectorized pass (35 µs a training step for
+    the 652,824 float32 gradients of the standard model, against 110 µs for
     ``np.isfinite(g.sum())``, which could also overflow to Inf on finite input).
     """
     zero = g.dtype.type(0)
@@ -776,8 +776,8 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
     p ← p − (lr/bias1) m / (sqrt(v)·r + eps) with r = 1/sqrt(bias2), as :class:`scratchvae.optim.Adam`
     (the same as lr (m/bias1) / (sqrt(v/bias2) + eps) up to rounding; one division
-    per element instead of two: 123 → 90 µs for the 652,824 parameters of the
-    standard model, float32, when the arrays are in cache).
+    per element instead of two: 123 → 90 µs for 321,000 float32 parameters in
+    cache).
     """
     T = p.dtype.type
     b1, c1, b2, c2 = T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2)
