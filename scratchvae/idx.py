@@ -62,8 +62,12 @@ def _error(path, problem):
 
 
 @contextlib.contextmanager
-def _open(path):
+def _open(path, kind):
     """Open ``path`` for binary reading, transparently un-gzipping it.
+
+    What goes wrong while the body of the ``with`` reads the file (a truncated
+    or corrupt stream, not enough memory for the ``kind`` data) is raised as a
+    one-line :class:`DataFileError` naming ``path``.
 
     Yields
     ------
@@ -83,11 +87,16 @@ def _open(path):
             raw.seek(0)
         except OSError as exc:
             raise _error(path, f"cannot read: {exc.strerror or exc}") from None
-        if magic != _GZIP_MAGIC:
-            yield raw, False
-            return
-        with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-            yield f, True
+        try:
+            if magic != _GZIP_MAGIC:
+                yield raw, False
+            else:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                    yield f, True
+        except MemoryError:
+            raise _error(path, f"not enough memory to read the {kind} data") from None
+        except _STREAM_ERRORS as exc:
+            raise _stream_error(path, exc) from None
 
 
 def _stream_error(path, exc):
@@ -206,16 +215,9 @@ def read_idx(path, max_items=None):
     """
     if max_items is not None and (isinstance(max_items, bool) or int(max_items) != max_items or max_items < 1):
         raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
-    try:
-        with _open(path) as (f, compressed):
-            dtype, dims, nbytes = _parse_idx_header(path, f, max_items)
-            buf = _read_idx_payload(path, f, nbytes, compressed)
-    except DataFileError:
-        raise
-    except MemoryError:
-        raise _error(path, "not enough memory to read the IDX data") from None
-    except _STREAM_ERRORS as exc:
-        raise _stream_error(path, exc) from None
+    with _open(path, "IDX") as (f, compressed):
+        dtype, dims, nbytes = _parse_idx_header(path, f, max_items)
+        buf = _read_idx_payload(path, f, nbytes, compressed)
     array = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=False)
 
@@ -309,15 +311,8 @@ def read_amat(path, dim=784):
     if isinstance(dim, bool) or int(dim) != dim or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
     dim = int(dim)
-    try:
-        with _open(path) as (f, compressed):
-            rows = _read_amat_rows(path, f, dim)
-    except DataFileError:
-        raise
-    except MemoryError:
-        raise _error(path, "not enough memory to read the AMAT data") from None
-    except _STREAM_ERRORS as exc:
-        raise _stream_error(path, exc) from None
+    with _open(path, "AMAT") as (f, compressed):
+        rows = _read_amat_rows(path, f, dim)
     if not rows:
         raise _error(path, "no data lines")
     array = np.frombuffer(rows, dtype=np.uint8).reshape(-1, dim)
