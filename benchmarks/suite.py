@@ -211,16 +211,18 @@ def _child_throughput(spec):
     """Child process: the rows of one system at every batch size, printed as one JSON line."""
     s = json.loads(spec)
     bs, n, epochs = s["batch_sizes"], s["n"], s["epochs"]
-    if s["system"] == "scratchvae":
+    if s["system"] == "scratchvae":  # prints its progress as each batch size ends
         rows = scratchvae_throughput(s["backend"], s["dtype"], bs, n, epochs, hidden=s["hidden"], latent=s["latent"])
-    elif s["system"] in ("pytorch-eager", "pytorch-compile"):
-        rows = peers.torch_throughput(bs, n=n, epochs=epochs, threads=THREADS, compile=s["system"] == "pytorch-compile")
-        [_progress(r) for r in rows]
-    elif s["system"] == "jax-jit":
-        rows = peers.jax_throughput(bs, n=n, epochs=epochs, threads=THREADS)
-        [_progress(r) for r in rows]
     else:
-        raise ValueError(f"unknown system {s['system']!r}")
+        if s["system"] in ("pytorch-eager", "pytorch-compile"):
+            rows = peers.torch_throughput(bs, n=n, epochs=epochs, threads=THREADS,
+                                          compile=s["system"] == "pytorch-compile")
+        elif s["system"] == "jax-jit":
+            rows = peers.jax_throughput(bs, n=n, epochs=epochs, threads=THREADS)
+        else:
+            raise ValueError(f"unknown system {s['system']!r}")
+        for r in rows:
+            _progress(r)
     print(json.dumps(rows))
 
 
