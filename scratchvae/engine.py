@@ -122,6 +122,7 @@ class FusedStep:
         self.J, self.D = c.latent_dim, c.data_dim
         self.act = self.k.codes[c.activation]
         self.ident = self.k.codes["identity"]
+        self._fixed_logvar = np.full(self.D, c.fixed_logvar, self.dtype)  # read only with gaussian_variance="fixed"
         self._pack()
         self._buffers, self._views = {}, {}
 
@@ -244,10 +245,8 @@ class FusedStep:
         else:
             if c.gaussian_variance == "learned":
                 logvar_d, dlogvar_d = m.params["dec.logvar"], self.grads["dec.logvar"]
-            else:
-                logvar_d = self._buf("fixed_logvar", (D,))
-                logvar_d[:] = c.fixed_logvar
-                dlogvar_d = self._buf("fixed_dlogvar", (D,))
+            else:  # a constant log-variance; its gradient goes to a scratch buffer
+                logvar_d, dlogvar_d = self._fixed_logvar, self._buf("fixed_dlogvar", (D,))
             k.gaussian_loglik_grad_shared(ll, ddec.reshape(L, N, D), dlogvar_d, x, dec.reshape(L, N, D),
                                           logvar_d, scale)
         # ---- backward
