@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from scratchvae import kernels as K  # noqa: E402
+from scratchvae import reference as R  # noqa: E402
 
 D, H, J = 784, 400, 20
 N_PARAMS = D * H + H + H * 2 * J + 2 * J + J * H + H + H * D + D  # 652,824
@@ -61,7 +62,7 @@ def cases(N, dt, rng):
     def act_back(O, act):
         a, dh0 = arr(N, O, scale=2), arr(N, O)
         h = np.empty_like(a)
-        K.bias_act_forward_numpy(h, a.copy(), np.zeros(O, dt), act)
+        R.bias_act_forward(h, a.copy(), np.zeros(O, dt), act)
         dh = dh0.copy()
         return (dh, dh, a, h, act), lambda: np.copyto(dh, dh0)  # in place, as the engine calls it
 
@@ -86,6 +87,7 @@ def cases(N, dt, rng):
     def reset_denc():
         np.copyto(denc, denc0)
     mean, lv_D = rng.random((1, N, D)).astype(dt), arr(D, scale=0.5)
+    dll = np.full((1, N), -1.0 / N, dt)  # ∂loss/∂ll of the ELBO, L = 1
     dec_pred = np.concatenate([mean, arr(1, N, D, scale=0.5)], axis=-1)  # [mean | logvar]
     return [
         (f"bias_act_forward relu ({N},{H})", "bias_act_forward", lambda: bias_act(H, K.RELU)),
@@ -97,11 +99,11 @@ def cases(N, dt, rng):
         (f"col_sum ({N},{D})", "col_sum", lambda: ((np.empty(D, dt), arr(N, D)), None)),
         (f"col_sum ({N},{H})", "col_sum", lambda: ((np.empty(H, dt), arr(N, H)), None)),
         (f"bernoulli_loglik_grad (1,{N},{D})", "bernoulli_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), -1.0 / N), None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), dll), None)),
         (f"gaussian_loglik_grad (1,{N},{D})", "gaussian_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, -1.0 / N), None)),
-        (f"gaussian_loglik_grad_shared (1,{N},{D})", "gaussian_loglik_grad_shared",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, lv_D, -1.0 / N), None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, dll), None)),
+        (f"gaussian_loglik_shared_grad (1,{N},{D})", "gaussian_loglik_shared_grad",
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, lv_D, dll), None)),
         (f"kl_grad ({N},{J})", "kl_grad",
          lambda: ((np.empty(N, dt), np.empty((N, 2 * J), dt), enc, 1.0 / N), None)),
         (f"reparam_forward (1,{N},{J})", "reparam_forward",
@@ -122,8 +124,8 @@ def kernel_table(N, dt, reps):
     for label, name, build in cases(N, dt, rng):
         args, reset = build()
         n_reps = max(reps // 10, 20) if name.endswith("_update") else reps
-        tk = median_us(lambda: getattr(K, name)(*args), reset, n_reps)
-        tt = median_us(lambda: getattr(K, name + "_numpy")(*args), reset, n_reps)
+        tk = median_us(lambda: K.KERNELS[name](*args), reset, n_reps)
+        tt = median_us(lambda: R.KERNELS[name](*args), reset, n_reps)
         total_k, total_t = total_k + tk, total_t + tt
         print(f"{label:48s} {tk:9.1f} {tt:9.1f} {tt / tk:7.1f}x")
     print(f"{'sum of the rows':48s} {total_k:9.1f} {total_t:9.1f} {total_t / total_k:7.1f}x")
@@ -219,7 +221,7 @@ def parallel_table(dt, reps):
         a0, b = (rng.standard_normal((N, H)) * 2).astype(dt), rng.standard_normal(H).astype(dt)
         a, h = a0.copy(), np.empty_like(a0)
         rows = [
-            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, x, logits, -1.0 / N),
+            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, x, logits, np.full((1, N), -1.0 / N, dt)),
              lambda: bernoulli_par(ll, dl, x, logits, -1.0 / N), None),
             ("bias_act_forward relu", lambda: K.bias_act_forward(h, a, b, K.RELU), lambda: bias_relu_par(h, a, b),
              lambda: np.copyto(a, a0)),

@@ -68,7 +68,7 @@ class Stepper:
         if backend == "numba":
             from scratchvae.engine import FusedStep
 
-            self.fs = FusedStep(self.model, self.opt, batch_size, samples, backend="numba")
+            self.fs = FusedStep(self.model, self.opt, backend="numba")
         elif backend != "numpy":
             raise ValueError(f"unknown backend {backend!r}")
 

@@ -38,7 +38,8 @@ import numpy as np
 from scratchvae import VAE, VAEConfig
 from scratchvae.datasets import BatchSource, load_digits
 from scratchvae.diagnostics import ACTIVE_UNIT_THRESHOLD, active_units, bits_per_dim, encoder_stats, kl_per_dimension
-from scratchvae.train import EVAL_SEED, TrainConfig, train
+from scratchvae.evaluate import EVAL_SEED
+from scratchvae.train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 BETAS = (0.0, 1.0)

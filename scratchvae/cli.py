@@ -111,8 +111,8 @@ def build_parser():
     opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
     opt("--seed", "seed of the one random generator (weights, batches, noise)", type=int)
     opt("--dtype", "floating-point type, end to end", choices=DTYPES)
-    t.add_argument("--backend", choices=["numba", "numpy"], default=None,
-                   help="numba: fused compiled kernels on preallocated buffers; numpy: the readable reference path "
+    t.add_argument("--backend", choices=["numba", "reference"], default=None,
+                   help="the kernels the engine runs: numba (compiled) or reference (the readable NumPy ops) "
                         "(default: $SCRATCHVAE_BACKEND, else numba)")
     t.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="a reference configuration: " + "; ".join(
@@ -145,6 +145,8 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=100, help="data points per batch")
     e.add_argument("--limit", type=_positive_int, default=None, help="only the first N data points (default: all)")
     e.add_argument("--seed", type=int, default=2015, help="seed of the noise and the binarization")
+    e.add_argument("--backend", choices=["numba", "reference"], default=None,
+                   help="the kernels the engine runs (default: $SCRATCHVAE_BACKEND, else numba)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -230,7 +232,7 @@ def cmd_evaluate(args):
     import json
 
     from .datasets import load_dataset
-    from .evaluate import evaluate_model
+    from .evaluate import evaluate
     from .train import load_checkpoint
 
     model, _, state = load_checkpoint(args.model)
@@ -238,9 +240,9 @@ def cmd_evaluate(args):
     dataset = load_dataset(name, args.data_dir)
     if dataset.data_dim != model.config.data_dim:
         raise ValueError(f"the model expects {model.config.data_dim} dimensions, {name} has {dataset.data_dim}")
-    result = evaluate_model(model, dataset, split=args.split, binarize=state.get("binarize", "dynamic"),
-                            iw_samples=args.iw_samples, batch_size=args.batch_size, limit=args.limit,
-                            seed=args.seed, progress=not args.no_progress)
+    result = evaluate(model, dataset, iw_samples=args.iw_samples, split=args.split,
+                      binarize=state.get("binarize", "dynamic"), batch_size=args.batch_size, limit=args.limit,
+                      seed=args.seed, backend=args.backend, progress=not args.no_progress)
     print(json.dumps({"dataset": name, **result}))
     return 0
 

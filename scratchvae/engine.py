@@ -1,38 +1,42 @@
-"""The fast training step: the same ELBO gradient as :meth:`VAE.elbo`, fused and allocation-free.
+"""The one forward and backward of the VAE, run with a kernel set into reusable buffers.
 
-:class:`FusedStep` computes exactly what ``model.elbo`` followed by
-``optimizer.step`` computes (eq.17-20 and the optimizer update), but
+:class:`Engine` executes the network that :class:`scratchvae.model.VAE`
+describes (dense layers, activation, the encoder head [μ | log σ²], the
+decoder head, the likelihood) for every workload: the ELBO and its gradient
+(eq.17-20), the importance-weighted bound L_K and its gradient, and the
+forward passes alone (evaluation, encoding, decoding). It runs with either
+kernel set of :data:`KERNEL_SETS`:
 
-- every matrix product goes through BLAS into a preallocated buffer
-  (``np.matmul(..., out=...)``);
-- every elementwise or reduction loop is one call of a kernel of
-  :mod:`scratchvae.kernels` (Numba), or of its plain NumPy twin;
-- all parameters live in one flat array (``model.params`` become views of
-  it), and so do the gradients and the optimizer's moments, so the update is
-  one pass over parameter, gradient and moments; the flat arrays are cut
-  from one allocation backed by huge pages where the kernel allows
-  (:func:`_arena`);
-- the buffers of the activations and their gradients are allocated on the
-  first step and reused, their views cached by shape.
+- ``"reference"``: :mod:`scratchvae.reference`, each kernel written with the
+  readable ops of :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
+  :mod:`scratchvae.optim`; no Numba;
+- ``"numba"``: :mod:`scratchvae.kernels`, the same kernels compiled.
 
-A steady-state step allocates only a few (N,)-sized summaries.
+Either way every matrix product goes through BLAS into a preallocated buffer
+(``np.matmul(..., out=...)``), and the buffers of the activations and their
+gradients are allocated on first use and reused, their views cached by shape.
 
-The BLAS thread count is left as the environment sets it
-(``OPENBLAS_NUM_THREADS``): it is not tuned at run time, though one thread
-beat two during slow spells of the benchmark machine, because OpenBLAS'
-sgemm rounds differently with 1 and 2 threads at some of the step's shapes
-(32x784 @ 784x400, for one), and a run resumed from a checkpoint must match
-an uninterrupted one bit for bit.
+:class:`FusedStep` adds the optimizer: parameters, gradients and the
+optimizer's moments packed into flat arrays (``model.params`` become views),
+so the update is one pass; the flat arrays are cut from one allocation backed
+by huge pages where the kernel allows (:func:`_arena`).
 
-Shape letters: N batch, L samples, R = L·N decoder rows, J latent, D data.
+The BLAS thread count is left as the environment sets it: OpenBLAS' sgemm
+rounds differently with 1 and 2 threads at some of the step's shapes, and a
+run resumed from a checkpoint must match an uninterrupted one bit for bit
+(docs/performance.md).
+
+Shape letters: N batch, L samples (K for the importance-weighted bound),
+R = L·N decoder rows, J latent, D data.
 """
 import math
+import types
 
 import numpy as np
 
-from .optim import SGD, Adagrad, Adam
+from .ops import ACTIVATION_CODES
 
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("numba", "reference")
 ENV_VAR = "SCRATCHVAE_BACKEND"
 
 
@@ -47,20 +51,14 @@ def default_backend():
 
 
 def kernel_set(backend):
-    """The kernels of a backend: "numba" (compiled) or "numpy" (their readable twins)."""
-    if backend not in BACKENDS:
+    """The kernel set of a backend, as a namespace: "numba" (compiled) or "reference" (readable NumPy)."""
+    if backend == "reference":
+        from .reference import KERNELS
+    elif backend == "numba":
+        from .kernels import KERNELS
+    else:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    from . import kernels
-
-    names = ("bias_act_forward", "act_backward", "col_sum", "all_finite", "bernoulli_loglik_grad",
-             "gaussian_loglik_grad", "gaussian_loglik_grad_shared", "kl_grad", "reparam_forward", "reparam_backward",
-             "adam_update", "sgd_momentum_update", "adagrad_update")
-    suffix = "" if backend == "numba" else "_numpy"
-    ks = type("Kernels", (), {})()
-    for n in names:
-        setattr(ks, n, getattr(kernels, n + suffix))
-    ks.codes = kernels.ACT_CODES
-    return ks
+    return types.SimpleNamespace(**KERNELS)
 
 
 HUGE_PAGE = 2 << 20
@@ -101,63 +99,37 @@ def _arena(count, size, dtype):
     return [raw[start + i * stride:start + i * stride + size * itemsize].view(dtype) for i in range(count)]
 
 
-class FusedStep:
-    """One training step of ``model`` with ``optimizer``, fused, on preallocated buffers.
+class Engine:
+    """The forward and backward passes of ``model`` with one kernel set, into buffers reused across calls.
 
     Parameters
     ----------
-    model : VAE (its ``params`` are repacked into one flat array, as views; values unchanged)
-    optimizer : SGD, Adagrad or Adam (its state is repacked the same way)
-    batch_size : int, the largest N a step will see
-    samples : int, L
-    backend : "numba" or "numpy" (the kernels' twins; slow, for checking)
+    model : VAE, read at every call (its ``params`` may be replaced or repacked between calls)
+    backend : "numba" or "reference", see :data:`BACKENDS`
+    grads : dict name -> array or None, where the gradients are written (views
+        of one flat array in :class:`FusedStep`); default: arrays of its own
+
+    Every method returns views of the engine's buffers, valid until its next
+    call: copy what you keep (:class:`scratchvae.model.VAE` does).
     """
 
-    def __init__(self, model, optimizer, batch_size, samples=1, backend="numba"):
-        self.model, self.opt = model, optimizer
+    def __init__(self, model, backend="reference", grads=None):
+        self.model, self.backend = model, backend
         self.k = kernel_set(backend)
         self.dtype = model.dtype
-        self.B, self.L = int(batch_size), int(samples)
         c = model.config
         self.J, self.D = c.latent_dim, c.data_dim
-        self.act = self.k.codes[c.activation]
-        self.ident = self.k.codes["identity"]
+        self.act = ACTIVATION_CODES[c.activation]
+        self.ident = ACTIVATION_CODES["identity"]
         self._fixed_logvar = np.full(self.D, c.fixed_logvar, self.dtype)  # read only with gaussian_variance="fixed"
-        self._pack()
-        self._buffers, self._views = {}, {}
+        self.grads = grads if grads is not None else {k: np.zeros_like(p) for k, p in model.params.items()}
+        self._buffers, self._views, self._consts = {}, {}, {}
 
-    # ------------------------------------------------------------------ packing
-    def _pack(self):
-        m, dt = self.model, self.dtype
-        names = list(m.params)
-        total = sum(m.params[k].size for k in names)
-        slots = {SGD: ("v",), Adagrad: ("s",), Adam: ("m", "v")}[type(self.opt)]
-        flats = _arena(2 + len(slots), total, dt)
-        self.flat_p, self.flat_g = flats[0], flats[1]
-        self.grads, offset = {}, 0
-        views = {}
-        for k in names:
-            p = m.params[k]
-            n = p.size
-            self.flat_p[offset:offset + n] = p.ravel()
-            views[k] = (offset, n, p.shape)
-            m.params[k] = self.flat_p[offset:offset + n].reshape(p.shape)
-            self.grads[k] = self.flat_g[offset:offset + n].reshape(p.shape)
-            offset += n
-        self.flat_state = {}
-        for slot, flat in zip(slots, flats[2:]):
-            for k, (o, n, shape) in views.items():
-                key = f"{slot}.{k}"
-                if key in self.opt.state:
-                    flat[o:o + n] = np.asarray(self.opt.state[key], dt).ravel()
-                self.opt.state[key] = flat[o:o + n].reshape(shape)
-            self.flat_state[slot] = flat
-
+    # ---------------------------------------------------------------- buffers
     def _buf(self, name, shape):
-        """A contiguous view of shape ``shape`` into a flat buffer sized for the largest batch.
+        """A contiguous view of shape ``shape`` into a flat buffer sized for the largest call so far.
 
-        Views are cached by (name, shape): a steady-state step only looks them up
-        (computing them anew cost about 4 µs each, 60 µs a step).
+        Views are cached by (name, shape): a steady-state step only looks them up.
         """
         view = self._views.get((name, shape))
         if view is None:
@@ -169,9 +141,18 @@ class FusedStep:
             view = self._views[(name, shape)] = b[:size].reshape(shape)
         return view
 
-    # --------------------------------------------------------------------- step
+    def _const(self, shape, value):
+        """A read-only array of ``shape`` filled with ``value`` (the ELBO's upstream gradient), filled once."""
+        a = self._consts.get((shape, value))
+        if a is None:
+            a = self._consts[(shape, value)] = np.full(shape, value, self.dtype)
+            a.flags.writeable = False
+        return a
+
+    # ------------------------------------------------------------ dense layers
     def _mlp_forward(self, prefix, layers, h, rows):
-        """Dense layers: BLAS into a buffer, then bias + activation in one kernel. Keeps what backward needs."""
+        """Dense layers (ops.dense_forward then ops.activation_forward, the head linear): BLAS into a buffer,
+        then bias + activation in one kernel. Returns the output and what the backward needs."""
         P, k = self.model.params, self.k
         saved = []
         last = len(layers) - 1
@@ -182,7 +163,7 @@ class FusedStep:
             if i < last:
                 out = self._buf(f"{prefix}.h{i}", a.shape)
                 k.bias_act_forward(out, a, b, self.act)
-            else:
+            else:  # the heads are linear: [μ | v], logits or [mean | logvar]
                 out = a
                 k.bias_act_forward(a, a, b, self.ident)
             saved.append((name, h, a, out))
@@ -190,7 +171,8 @@ class FusedStep:
         return h, saved
 
     def _mlp_backward(self, prefix, saved, dout, need_dx):
-        """Backward of :meth:`_mlp_forward` into the flat gradient; returns ∂loss/∂input (or None)."""
+        """Backward of :meth:`_mlp_forward` (ops.dense_backward: dW = xᵀ dout, db = Σ_n dout, dx = dout Wᵀ)
+        into :attr:`grads`; returns ∂loss/∂input (or None). ``dout`` is overwritten."""
         P, G, k = self.model.params, self.grads, self.k
         last = len(saved) - 1
         for i in range(last, -1, -1):
@@ -206,70 +188,206 @@ class FusedStep:
                 dout = dh
         return dout if need_dx else None
 
-    def step(self, x, eps, beta=1.0):
-        """:meth:`forward_backward` then :meth:`update`; returns (recon, kl)."""
-        out = self.forward_backward(x, eps, beta)
-        self.update()
-        return out
+    # ------------------------------------------------------------------ pieces
+    def encode(self, x):
+        """The encoder's output [μ | v] (N, 2J) for data ``x`` (N, D) (eq.18)."""
+        enc, self._enc_saved = self._mlp_forward("enc", self.model.enc_layers, x, x.shape[0])
+        return enc
 
-    def forward_backward(self, x, eps, beta=1.0):
-        """Forward and backward for one minibatch, the gradient left in :attr:`grads` (views of ``flat_g``).
+    def decode(self, z):
+        """The decoder's output for latents ``z`` (R, J): logits, mean, or [mean | logvar] (R, D or 2D)."""
+        dec, self._dec_saved = self._mlp_forward("dec", self.model.dec_layers, z, z.shape[0])
+        return dec
+
+    def kl(self, enc):
+        """The analytic KL( q(z|x) ‖ N(0, I) ) per data point (N,) from [μ | v] (eq.17, eq.19)."""
+        N = enc.shape[0]
+        kl = self._buf("kl", (N,))
+        self.k.kl_grad(kl, self._buf("denc", (N, 2 * self.J)), enc, 0.0)
+        return kl
+
+    def _sample_and_decode(self, enc, eps):
+        """z = μ + σ ε (eq.18) and the decoder's output for every sample: z (L, N, J), σ (N, J), dec (R, ·)."""
+        L, N, J = eps.shape
+        z, std = self._buf("z", (L, N, J)), self._buf("std", (N, J))
+        self.k.reparam_forward(z, std, enc, eps)
+        return z, std, self.decode(z.reshape(L * N, J))
+
+    def _logvar_D(self):
+        c = self.model.config
+        return self.model.params["dec.logvar"] if c.gaussian_variance == "learned" else self._fixed_logvar
+
+    def _loglik(self, ll, x, dec):
+        """ll[l, n] = log p(x_n | z_l) from the decoder's output (eq.17, first term)."""
+        c, k = self.model.config, self.k
+        L, N = ll.shape
+        if c.likelihood == "bernoulli":
+            k.bernoulli_loglik(ll, x, dec.reshape(L, N, self.D))
+        elif c.gaussian_variance == "predicted":
+            k.gaussian_loglik(ll, x, dec.reshape(L, N, 2 * self.D))
+        else:
+            k.gaussian_loglik_shared(ll, x, dec.reshape(L, N, self.D), self._logvar_D())
+
+    def _loglik_grad(self, ll, ddec, x, dec, dll):
+        """:meth:`_loglik` and ddec = dll · ∂ll/∂dec; the learned log-variance's gradient into :attr:`grads`."""
+        c, k = self.model.config, self.k
+        L, N = ll.shape
+        if c.likelihood == "bernoulli":
+            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, self.D), x, dec.reshape(L, N, self.D), dll)
+        elif c.gaussian_variance == "predicted":
+            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * self.D), x, dec.reshape(L, N, 2 * self.D), dll)
+        else:  # a fixed log-variance's gradient goes to a scratch buffer
+            dlogvar = self.grads["dec.logvar"] if c.gaussian_variance == "learned" else self._buf("dlogvar", (self.D,))
+            k.gaussian_loglik_shared_grad(ll, ddec.reshape(L, N, self.D), dlogvar, x, dec.reshape(L, N, self.D),
+                                          self._logvar_D(), dll)
+
+    # --------------------------------------------------------------- workloads
+    def elbo(self, x, eps, beta=1.0, grads=True):
+        """One Monte Carlo estimate of the ELBO (eq.20) and, with ``grads``, its gradient in :attr:`grads`.
 
         Parameters
         ----------
-        x : (N, D) array of the model's dtype, N ≤ batch_size (checked by the caller)
+        x : (N, D) array of the model's dtype
         eps : (L, N, J) standard normal noise
-        beta : KL weight
+        beta : float, the weight on the KL of the loss −mean_n(recon_n − beta·kl_n)
 
         Returns
         -------
-        recon, kl : (N,) arrays (fresh), the terms of eq.17/eq.20 per data point
+        recon : (N,) array, (1/L) Σ_l log p(x|z_l), the 1/L of eq.20
+        kl : (N,) array, the analytic KL (eq.17)
         """
-        m, k, c = self.model, self.k, self.model.config
-        N = x.shape[0]
-        L, J, D = eps.shape[0], self.J, self.D
-        R = L * N
-        # ---- forward
-        enc, enc_saved = self._mlp_forward("enc", m.enc_layers, x, N)  # (N, 2J)
-        z = self._buf("z", (L, N, J))
-        std = self._buf("std", (N, J))
-        k.reparam_forward(z, std, enc, eps)  # enc = [μ | log σ²]
-        dec, dec_saved = self._mlp_forward("dec", m.dec_layers, z.reshape(R, J), R)  # (R, D or 2D)
-        ll = self._buf("ll", (L, N))
+        L, N, J = eps.shape
+        enc = self.encode(x)
+        enc_saved = self._enc_saved
+        z, std, dec = self._sample_and_decode(enc, eps)
+        ll, kl, denc = self._buf("ll", (L, N)), self._buf("kl", (N,)), self._buf("denc", (N, 2 * J))
+        self.k.kl_grad(kl, denc, enc, float(beta) / N)  # writes denc = beta/N · ∂kl/∂[μ | v]
+        if not grads:
+            self._loglik(ll, x, dec)
+            return ll.mean(axis=0), kl
         ddec = self._buf("ddec", dec.shape)
-        scale = -1.0 / R  # ∂loss/∂log p(x|z_l) of the loss −mean_n(recon − beta·kl)
-        if c.likelihood == "bernoulli":
-            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, D), x, dec.reshape(L, N, D), scale)
-        elif c.gaussian_variance == "predicted":
-            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * D), x, dec.reshape(L, N, 2 * D), scale)
-        else:
-            if c.gaussian_variance == "learned":
-                logvar_d, dlogvar_d = m.params["dec.logvar"], self.grads["dec.logvar"]
-            else:  # a constant log-variance; its gradient goes to a scratch buffer
-                logvar_d, dlogvar_d = self._fixed_logvar, self._buf("fixed_dlogvar", (D,))
-            k.gaussian_loglik_grad_shared(ll, ddec.reshape(L, N, D), dlogvar_d, x, dec.reshape(L, N, D),
-                                          logvar_d, scale)
-        # ---- backward
-        dz = self._mlp_backward("dec", dec_saved, ddec, need_dx=True).reshape(L, N, J)
-        denc = self._buf("denc", (N, 2 * J))
-        kl = self._buf("kl", (N,))
-        k.kl_grad(kl, denc, enc, float(beta) / N)
-        k.reparam_backward(denc, dz, eps, std)  # accumulates onto the KL gradient
+        self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
+        dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
+        self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
         self._mlp_backward("enc", enc_saved, denc, need_dx=False)
-        return ll.mean(axis=0), kl.copy()
+        return ll.mean(axis=0), kl
+
+    def log_weights(self, x, enc, eps):
+        """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) (eq.15) for the encoder output ``enc``.
+
+        Returns
+        -------
+        log_w, ll : (K, N) arrays
+        """
+        K, N, _ = eps.shape
+        z, _, dec = self._sample_and_decode(enc, eps)
+        ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
+        self._loglik(ll, x, dec)
+        self.k.log_weights(log_w, ll, z, eps, enc)
+        return log_w, ll
+
+    def iwae(self, x, eps, grads=True):
+        """The importance-weighted bound L_K (K = eps.shape[0]) and, with ``grads``, the gradient of −mean_n L_K.
+
+        Notes
+        -----
+        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k (MATH.md):
+        the decoder gets ∂loss/∂ll_k = −w̃_k/N, z_k also gets the prior's
+        −z_k, and, with ε fixed, the log-variance gets ½ Σ_k of it from −log q.
+
+        Returns
+        -------
+        log_w : (K, N) array;  recon : (N,) mean over k of log p(x|z_k);  kl : (N,) analytic KL
+        """
+        K, N, J = eps.shape
+        enc = self.encode(x)
+        enc_saved = self._enc_saved
+        z, std, dec = self._sample_and_decode(enc, eps)
+        ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
+        self._loglik(ll, x, dec)
+        self.k.log_weights(log_w, ll, z, eps, enc)
+        kl = self.kl(enc)
+        if grads:
+            bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
+            self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
+            ddec = self._buf("ddec", dec.shape)
+            self._loglik_grad(ll, ddec, x, dec, dlogw)
+            dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(K, N, J)
+            denc = self._buf("denc", (N, 2 * J))
+            self.k.iwae_latent_grad(denc, dz, z, dlogw)  # writes denc, adds the prior's part to dz
+            self.k.reparam_backward(denc, dz, eps, std)
+            self._mlp_backward("enc", enc_saved, denc, need_dx=False)
+        return log_w, ll.mean(axis=0), kl
+
+
+class FusedStep:
+    """One training step of ``model`` with ``optimizer``: an :class:`Engine` plus a one-pass optimizer update.
+
+    Parameters
+    ----------
+    model : VAE (its ``params`` are repacked into one flat array, as views; values unchanged)
+    optimizer : SGD, Adagrad or Adam (its state is repacked the same way)
+    backend : "numba" or "reference"
+    objective : "elbo" (eq.20, L samples) or "iwae" (L_K, K samples)
+    """
+
+    def __init__(self, model, optimizer, backend="numba", objective="elbo"):
+        if objective not in ("elbo", "iwae"):
+            raise ValueError(f"unknown objective {objective!r}")
+        self.model, self.opt, self.objective = model, optimizer, objective
+        self._pack()
+        self.engine = Engine(model, backend, grads=self.grads)
+        self.k = self.engine.k
+
+    def _pack(self):
+        m, dt = self.model, self.model.dtype
+        names = list(m.params)
+        total = sum(m.params[k].size for k in names)
+        slots = self.opt.slots
+        flats = _arena(2 + len(slots), total, dt)
+        self.flat_p, self.flat_g = flats[0], flats[1]
+        self.grads, offset = {}, 0
+        views = {}
+        for k in names:
+            p = m.params[k]
+            n = p.size
+            self.flat_p[offset:offset + n] = p.ravel()
+            views[k] = (offset, n, p.shape)
+            m.params[k] = self.flat_p[offset:offset + n].reshape(p.shape)
+            self.grads[k] = self.flat_g[offset:offset + n].reshape(p.shape)
+            offset += n
+        self.flat_state = []
+        for slot, flat in zip(slots, flats[2:]):
+            for k, (o, n, shape) in views.items():
+                key = f"{slot}.{k}"
+                if key in self.opt.state:
+                    flat[o:o + n] = np.asarray(self.opt.state[key], dt).ravel()
+                self.opt.state[key] = flat[o:o + n].reshape(shape)
+            self.flat_state.append(flat)
+
+    def forward_backward(self, x, eps, beta=1.0):
+        """Forward and backward for one minibatch; the gradient left in :attr:`grads` (views of ``flat_g``).
+
+        Returns fresh arrays: ``(recon, kl)`` for the ELBO (eq.17, eq.20), ``(log_w, recon, kl)`` for the IWAE bound.
+        """
+        if self.objective == "elbo":
+            recon, kl = self.engine.elbo(x, eps, beta)
+            return recon, kl.copy()
+        log_w, recon, kl = self.engine.iwae(x, eps)
+        return log_w.copy(), recon, kl.copy()
+
+    def step(self, x, eps, beta=1.0):
+        """:meth:`forward_backward` then :meth:`update`."""
+        out = self.forward_backward(x, eps, beta)
+        self.update()
+        return out
 
     def gradients_finite(self):
         """Whether every gradient of the last step is finite (one pass over the flat gradient)."""
         return bool(self.k.all_finite(self.flat_g))
 
     def update(self):
-        """The optimizer step on the flat arrays, one pass; the same formulas as scratchvae.optim."""
-        o, k = self.opt, self.k
+        """The optimizer's formula (or its kernel) on the flat arrays, one pass."""
+        o = self.opt
         o.t += 1
-        if isinstance(o, Adam):
-            k.adam_update(self.flat_p, self.flat_state["m"], self.flat_state["v"], self.flat_g, o.lr, o.beta1,
-                          o.beta2, o.eps, 1 - o.beta1**o.t, 1 - o.beta2**o.t)
-        elif isinstance(o, Adagrad):
-            k.adagrad_update(self.flat_p, self.flat_state["s"], self.flat_g, o.lr, o.eps)
-        else:
-            k.sgd_momentum_update(self.flat_p, self.flat_state["v"], self.flat_g, o.lr, o.momentum)
+        getattr(self.k, o.kernel)(self.flat_p, *self.flat_state, self.flat_g, *o.update_args())

@@ -1,96 +1,138 @@
-"""Evaluation of a trained model: ELBO, the importance-weighted bound L_K, and diagnostics.
+"""Evaluation of a model: the ELBO, the importance-weighted bound L_K and diagnostics, in one function.
 
 All numbers are in nats per data point (log-densities summed over dimensions,
-averaged over data points), on one binarization of the split drawn with a
-fixed seed. ``iwae`` is L_K of Burda et al. (2015) with K = ``iw_samples``:
-ELBO = L_1 ≤ L_K ≤ log p(x) in expectation, and with large K it is the usual
-estimate of the test log-likelihood. The K samples are drawn in chunks, so
-K = 5000 runs in bounded memory.
+averaged over data points). One seed policy: the noise and the dynamic
+binarization come from one generator seeded with ``seed`` (default
+:data:`EVAL_SEED`), so two evaluations of the same model on the same data
+give the same numbers, whether after an epoch of training or from
+``scratchvae evaluate``. ``iwae`` is L_K of Burda et al. (2015) with
+K = ``iw_samples``: ELBO = L_1 ≤ L_K ≤ log p(x) in expectation; with large K it
+is the usual estimate of the test log-likelihood. The K samples are drawn in
+chunks of at most :data:`ROWS_PER_CALL` decoder rows, and the bound is
+accumulated by a streaming log-sum-exp, so K = 5000 runs in bounded memory.
 """
 import numpy as np
 
-from .bounds import log_mean_exp
 from .datasets import BatchSource
 from .diagnostics import active_units, bits_per_dim, kl_per_dimension
+from .engine import default_backend
 
 EVAL_SEED = 2015
-ROWS_PER_CALL = 20_000  # decoder rows (samples × data points) per call: bounds memory at K = 5000
+ROWS_PER_CALL = 4096  # decoder rows (samples × data points) per engine call: bounds memory at any K
+UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
-def evaluate_model(model, dataset, split="test", binarize="dynamic", iw_samples=5000, batch_size=100,
-                   limit=None, seed=EVAL_SEED, progress=True):
-    """ELBO, L_K, reconstruction, KL and latent diagnostics of ``model`` on a split of ``dataset``.
+class _Rows:
+    """Rows of an (N, D) array the user has, as a batch source: used as given, never binarized."""
+
+    binarize = "none"
+
+    def __init__(self, x):
+        self.x = np.asarray(x)
+        if self.x.ndim != 2:
+            raise ValueError(f"data must have shape (N, D), got {self.x.shape}")
+
+    def __len__(self):
+        return len(self.x)
+
+    def batch(self, idx, rng=None):
+        return self.x[idx]
+
+
+def _source(model, data, split, binarize):
+    """A batch source from what the user has: a Dataset (one split), a BatchSource, or an (N, D) array."""
+    if isinstance(data, BatchSource):
+        return data
+    if hasattr(data, "split") and hasattr(data, "max_value"):  # a datasets.Dataset
+        if model.config.likelihood != "bernoulli":
+            binarize = "none"
+        return BatchSource(data, split, binarize or "dynamic", model.dtype)
+    return _Rows(data)
+
+
+def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=100, limit=None,
+             seed=EVAL_SEED, backend=None, progress=False, diagnostics=True):
+    """ELBO, L_K, reconstruction, KL and latent diagnostics of ``model`` on ``data``.
 
     Parameters
     ----------
     model : VAE
-    dataset : Dataset
-    split : "test" or "train"
-    binarize : binarization of the split for a Bernoulli likelihood ("dynamic" draws it once here, seeded)
-    iw_samples : int, K of the importance-weighted bound
+    data : a Dataset (``split`` of it is evaluated), a BatchSource, or an (N, D) array used as given
+    iw_samples : int, K of the importance-weighted bound (1: the ELBO with one sample)
+    split : "test" or "train", for a Dataset
+    binarize : for a Dataset with a Bernoulli likelihood: "dynamic" (the default: drawn here, seeded),
+        "static" or "none"
     batch_size : int, data points per batch
     limit : int or None, evaluate only the first ``limit`` data points
-    seed : int, seed of the noise and the binarization
-    progress : bool, a tqdm progress bar over the data
+    seed : int, the seed of the noise and the binarization
+    backend : "numba" or "reference" (default: $SCRATCHVAE_BACKEND, else numba)
+    progress : bool, a progress bar over the data (tqdm)
+    diagnostics : bool, also the per-dimension KL, active units and bits per dimension
 
     Returns
     -------
-    dict with ``elbo``, ``iwae``, ``iw_samples``, ``recon``, ``kl``, ``kl_per_dim``, ``active_units``,
-    ``n``, ``bits_per_dim`` (of −iwae), ``binarization`` and ``units``
+    dict with ``elbo``, ``iwae``, ``iw_samples``, ``recon``, ``kl``, ``n``, ``binarization``, ``units``
+    and, with ``diagnostics``, ``kl_per_dim``, ``active_units``, ``bits_per_dim`` (of −iwae)
     """
-    if isinstance(iw_samples, bool) or not isinstance(iw_samples, (int, np.integer)) or iw_samples < 1:
-        raise ValueError(f"iw_samples must be a positive integer, got {iw_samples!r}")
-    binarize = binarize if model.config.likelihood == "bernoulli" else "none"
-    source = BatchSource(dataset, split, binarize, model.dtype)
+    from .model import _check_positive_int
+
+    _check_positive_int("iw_samples", iw_samples)
+    _check_positive_int("batch_size", batch_size)
+    source = _source(model, data, split, binarize)
     n = len(source) if limit is None else min(int(limit), len(source))
     if n <= 0:
-        raise ValueError("nothing to evaluate: the split is empty or limit is not positive")
+        raise ValueError("nothing to evaluate: the data are empty or limit is not positive")
     rng = np.random.default_rng(seed)
-    chunk = max(1, ROWS_PER_CALL // batch_size)
-    bounds, recon, kl, mus, logvars = [], [], [], [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc=f"evaluating (K={iw_samples})", unit="point", leave=False, dynamic_ncols=True)
+    eng = model.engine(backend or default_backend())
+    K, J = int(iw_samples), model.config.latent_dim
+    bounds, recons, kls, encs = [], [], [], []
+    bar = _progress(n, f"evaluating (K={K})", progress)
     with np.errstate(under="ignore"):
         for start in range(0, n, batch_size):
             idx = np.arange(start, min(n, start + batch_size))
-            x = source.batch(idx, rng)
-            log_w = np.empty((iw_samples, len(idx)))
-            rec = np.zeros(len(idx))
-            for k0 in range(0, iw_samples, chunk):
-                k1 = min(iw_samples, k0 + chunk)
-                terms, _ = model.iwae(x, model.noise(rng, len(idx), k1 - k0), grads=False)
-                log_w[k0:k1] = terms.log_w
-                rec += terms.recon * (k1 - k0)
-            bounds.append(log_mean_exp(log_w, axis=0))
-            recon.append(rec / iw_samples)
-            kl.append(terms.kl)
-            mu, logvar = model.encode(x)
-            mus.append(mu)
-            logvars.append(logvar)
+            x = model.check_data(source.batch(idx, rng))
+            N = len(idx)
+            enc = eng.encode(x).copy()  # (N, 2J), once for all K samples
+            kls.append(eng.kl(enc).astype(np.float64))
+            encs.append(enc)
+            chunk = max(1, min(K, ROWS_PER_CALL // N))
+            eps = np.empty((chunk, N, J), model.dtype)
+            top = np.full(N, -np.inf)  # streaming log-sum-exp of the log weights: running max and scaled sum
+            total = np.zeros(N)
+            rec = np.zeros(N)
+            for k0 in range(0, K, chunk):
+                e = eps[:min(chunk, K - k0)]
+                rng.standard_normal(out=e, dtype=model.dtype)
+                log_w, ll = eng.log_weights(x, enc, e)
+                log_w = log_w.astype(np.float64)
+                new_top = np.maximum(top, log_w.max(axis=0))
+                total = total * np.exp(top - new_top) + np.exp(log_w - new_top).sum(axis=0)
+                top = new_top
+                rec += ll.sum(axis=0, dtype=np.float64)
+            bounds.append(top + np.log(total) - np.log(K))
+            recons.append(rec / K)
             if bar is not None:
-                bar.update(len(idx))
+                bar.update(N)
     if bar is not None:
         bar.close()
-    mu, logvar = np.concatenate(mus), np.concatenate(logvars)
-    recon, kl, iwae = np.concatenate(recon).mean(), np.concatenate(kl).mean(), np.concatenate(bounds).mean()
-    units, _ = active_units(mu)
-    target = binarize
-    if binarize == "none" and model.config.likelihood == "bernoulli":
+    recon, kl, iwae = (float(np.concatenate(a).mean()) for a in (recons, kls, bounds))
+    target = source.binarize
+    if target == "none" and model.config.likelihood == "bernoulli":
         target = "none (grey levels as Bernoulli targets)"
-    return {
-        "elbo": float(recon - kl),
-        "iwae": float(iwae),
-        "iw_samples": int(iw_samples),
-        "recon": float(recon),
-        "kl": float(kl),
-        "kl_per_dim": [float(v) for v in kl_per_dimension(mu, logvar)],
-        "active_units": int(units),
-        "n": int(n),
-        "bits_per_dim": float(bits_per_dim(iwae, model.config.data_dim)),
-        "split": split,
-        "binarization": target,
-        "units": "nats per data point (summed over dimensions, averaged over data points)",
-    }
+    out = {"elbo": recon - kl, "iwae": iwae, "iw_samples": K, "recon": recon, "kl": kl, "n": int(n),
+           "split": split if isinstance(source, BatchSource) else "given", "binarization": target, "units": UNITS}
+    if diagnostics:
+        enc = np.concatenate(encs)
+        mu, logvar = enc[:, :J], enc[:, J:]
+        out.update(kl_per_dim=[float(v) for v in kl_per_dimension(mu, logvar)],
+                   active_units=int(active_units(mu)[0]),
+                   bits_per_dim=float(bits_per_dim(iwae, model.config.data_dim)))
+    return out
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="point", leave=False, dynamic_ncols=True)

@@ -82,33 +82,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .distributions import (
-    bernoulli_loglik_backward,
-    bernoulli_loglik_forward,
-    gaussian_kl_backward,
-    gaussian_kl_forward,
-    gaussian_loglik_backward,
-    gaussian_loglik_forward,
-    reparameterize_backward,
-    reparameterize_forward,
-)
-from .ops import LEAKY_SLOPE, activation_backward, activation_forward
+from .distributions import LOG_2PI
+from .ops import ACTIVATION_CODES, LEAKY_SLOPE
 
-LOG_2PI = float(np.log(2 * np.pi))
-
-# Activation codes: kernels take an int, not a string.
-IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, SOFTPLUS = 0, 1, 2, 3, 4, 5
-ACT_CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH, "sigmoid": SIGMOID,
-             "softplus": SOFTPLUS}
-ACT_NAMES = {code: name for name, code in ACT_CODES.items()}
-
-
-def _act_name(code):
-    """The name of an activation code (ValueError if unknown, as the kernels)."""
-    if code not in ACT_NAMES:
-        raise ValueError("unknown activation code")
-    return ACT_NAMES[code]
-
+IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID, SOFTPLUS = (ACTIVATION_CODES[n] for n in (
+    "identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"))
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")  # elementwise kernels: strict IEEE
 _REDUCE = dict(_OPTS, fastmath={"reassoc"})  # kernels whose only own float op is a running sum
@@ -450,13 +428,6 @@ def bias_act_forward(h, a, b, act):
         raise ValueError("unknown activation code")
 
 
-def bias_act_forward_numpy(h, a, b, act):
-    """NumPy twin of :func:`bias_act_forward`."""
-    name = _act_name(act)
-    a += b
-    h[...] = activation_forward(name, a)[0]
-
-
 @numba.njit(**_OPTS)
 def act_backward(da, dh, a, h, act):
     """Backward of the activation: da = dh · f'(a), using the output h where cheaper.
@@ -489,11 +460,6 @@ def act_backward(da, dh, a, h, act):
         raise ValueError("unknown activation code")
 
 
-def act_backward_numpy(da, dh, a, h, act):
-    """NumPy twin of :func:`act_backward`."""
-    da[...] = activation_backward(dh, (_act_name(act), a, h))
-
-
 @numba.njit(**_OPTS)
 def col_sum(db, dout):
     """Column sums: db = Σ_n dout[n] (the bias gradient of a dense layer).
@@ -509,11 +475,6 @@ def col_sum(db, dout):
     for n in range(N):  # row by row, as NumPy sums a C array over axis 0
         for o in range(O):
             db[o] += dout[n, o]
-
-
-def col_sum_numpy(db, dout):
-    """NumPy twin of :func:`col_sum`."""
-    np.sum(dout, axis=0, out=db)
 
 
 @numba.njit(**_REDUCE)
@@ -532,32 +493,50 @@ def all_finite(g):
     return acc == zero
 
 
-def all_finite_numpy(g):
-    """NumPy twin of :func:`all_finite`."""
-    return bool(np.isfinite(g).all())
-
+# The log-likelihood kernels: a forward-only one (evaluation, and the first
+# pass of an IWAE step) and one that also writes the gradient, scaled row by
+# row by the upstream gradient dll[l, n] = ∂loss/∂ll[l, n] (the ELBO: the same
+# −1/(L·N) everywhere; the IWAE bound: −w̃[l, n]/N, the normalized weights).
 
 @numba.njit(**_REDUCE)
-def bernoulli_loglik_grad(ll, dlogits, x, logits, scale):
-    """Bernoulli log-likelihood on logits and its gradient, in one pass (eq.17, first term).
+def bernoulli_loglik(ll, x, logits):
+    """Bernoulli log-likelihood on logits (eq.17, first term); twin: reference.bernoulli_loglik.
 
     Parameters
     ----------
     ll : (L, N) array, output: log p(x|z_l) = Σ_d [ x_d η_d − softplus(η_d) ]
-    dlogits : (L, N, D) array, output: scale · (x − sigmoid(η))
     x : (N, D) array with values in [0, 1]
     logits : (L, N, D) array η
-    scale : float, the upstream gradient ∂loss/∂ll, the same for every (l, n)
-        (e.g. −1/(L·N) for the loss −mean ll)
+    """
+    L, N, D = logits.shape
+    for l in range(L):
+        for n in range(N):
+            acc = logits.dtype.type(0)
+            for d in range(D):
+                acc += _bernoulli_term(x[n, d], logits[l, n, d], logits.dtype.type(0))[0]
+            ll[l, n] = acc
+
+
+@numba.njit(**_REDUCE)
+def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
+    """Bernoulli log-likelihood and its gradient in one pass; twin: reference.bernoulli_loglik_grad.
+
+    Parameters
+    ----------
+    ll : (L, N) array, output, as :func:`bernoulli_loglik`
+    dlogits : (L, N, D) array, output: dll[l, n] · (x − sigmoid(η))
+    x : (N, D) array with values in [0, 1]
+    logits : (L, N, D) array η
+    dll : (L, N) array, the upstream gradient ∂loss/∂ll
 
     Notes
     -----
     Stable for any η (|η| = 1e4 included): softplus(η) = max(η, 0) + log1p(e^{−|η|}).
     """
     L, N, D = logits.shape
-    s = logits.dtype.type(scale)
     for l in range(L):
         for n in range(N):
+            s = dll[l, n]
             acc = logits.dtype.type(0)
             for d in range(D):
                 term, g = _bernoulli_term(x[n, d], logits[l, n, d], s)
@@ -566,36 +545,52 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, scale):
             ll[l, n] = acc
 
 
-def bernoulli_loglik_grad_numpy(ll, dlogits, x, logits, scale):
-    """NumPy twin of :func:`bernoulli_loglik_grad`."""
-    ll[...], cache = bernoulli_loglik_forward(x, logits)
-    dlogits[...] = bernoulli_loglik_backward(np.full(ll.shape, scale, ll.dtype), cache)
-
-
 @numba.njit(**_REDUCE)
-def gaussian_loglik_grad(ll, ddec, x, dec, scale):
-    """Gaussian log-likelihood with a predicted log-variance, and its gradient, in one pass.
+def gaussian_loglik(ll, x, dec):
+    """Gaussian log-likelihood with a predicted log-variance; twin: reference.gaussian_loglik.
 
     Parameters
     ----------
     ll : (L, N) array, output: −½ Σ_d [ log 2π + s_d + (x_d − m_d)² e^{−s_d} ]
-    ddec : (L, N, 2D) array, output: [ scale · (x − m) e^{−s}  |  scale · ½ [ (x − m)² e^{−s} − 1 ] ]
     x : (N, D) array
-    dec : (L, N, 2D) array, the decoder's output [ m | s ]: mean in the first D columns, log-variance in the last D
-    scale : float, the upstream gradient ∂loss/∂ll
+    dec : (L, N, 2D) array, the decoder's output [ m | s ]
+
+    Notes
+    -----
+    D is read off ``dec`` (half its last axis), not off ``x``: only then does
+    LLVM see that the two halves of a row do not overlap, and vectorize.
+    """
+    L, N, D = dec.shape[0], dec.shape[1], dec.shape[2] // 2
+    zero = dec.dtype.type(0)
+    for l in range(L):
+        for n in range(N):
+            acc = zero
+            for d in range(D):
+                acc += _gaussian_term(x[n, d], dec[l, n, d], dec[l, n, D + d], zero)[0]
+            ll[l, n] = dec.dtype.type(-0.5) * acc
+
+
+@numba.njit(**_REDUCE)
+def gaussian_loglik_grad(ll, ddec, x, dec, dll):
+    """Gaussian log-likelihood with a predicted log-variance, and its gradient; twin: reference.gaussian_loglik_grad.
+
+    Parameters
+    ----------
+    ll : (L, N) array, output, as :func:`gaussian_loglik`
+    ddec : (L, N, 2D) array, output: dll · [ (x − m) e^{−s}  |  ½ [ (x − m)² e^{−s} − 1 ] ]
+    x : (N, D) array
+    dec : (L, N, 2D) array, the decoder's output [ m | s ]
+    dll : (L, N) array, the upstream gradient ∂loss/∂ll
 
     Notes
     -----
     Takes the decoder's output whole, as :func:`kl_grad` takes the encoder's:
-    handed the two halves as column views, Numba did not vectorize the loop
-    (794 µs against 72 µs at L = 1, N = 128, D = 784, float32). D is read off
-    ``dec`` (half its last axis), not off ``x``: only then does LLVM see that
-    the two halves of a row do not overlap, and vectorize (75 against 809 µs).
+    handed the two halves as column views, Numba did not vectorize the loop.
     """
     L, N, D = dec.shape[0], dec.shape[1], dec.shape[2] // 2
-    s = dec.dtype.type(scale)
     for l in range(L):
         for n in range(N):
+            s = dll[l, n]
             acc = dec.dtype.type(0)
             for d in range(D):
                 term, gm, gv = _gaussian_term(x[n, d], dec[l, n, d], dec[l, n, D + d], s)
@@ -605,36 +600,47 @@ def gaussian_loglik_grad(ll, ddec, x, dec, scale):
             ll[l, n] = dec.dtype.type(-0.5) * acc
 
 
-def gaussian_loglik_grad_numpy(ll, ddec, x, dec, scale):
-    """NumPy twin of :func:`gaussian_loglik_grad`."""
-    D = x.shape[1]
-    ll[...], cache = gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])
-    ddec[..., :D], ddec[..., D:] = gaussian_loglik_backward(np.full(ll.shape, scale, ll.dtype), cache)
-
-
 @numba.njit(**_REDUCE)
-def gaussian_loglik_grad_shared(ll, dmean, dlogvar_D, x, mean, logvar_D, scale):
-    """Gaussian log-likelihood with one log-variance per pixel (learned or fixed), and its gradient.
-
-    As :func:`gaussian_loglik_grad` with ``logvar_D`` of shape (D,), shared by
-    all (l, n); its gradient is summed over them.
+def gaussian_loglik_shared(ll, x, mean, logvar_D):
+    """Gaussian log-likelihood with one log-variance per pixel (learned or fixed); twin: reference.gaussian_loglik_shared.
 
     Parameters
     ----------
     ll : (L, N) array, output
-    dmean : (L, N, D) array, output: scale · (x − m) e^{−s}
-    dlogvar_D : (D,) array, output (overwritten): Σ_{l,n} scale · ½ [ (x − m)² e^{−s} − 1 ]
+    x : (N, D) array
+    mean : (L, N, D) array
+    logvar_D : (D,) array, shared by all (l, n)
+    """
+    L, N, D = mean.shape
+    zero = mean.dtype.type(0)
+    for l in range(L):
+        for n in range(N):
+            acc = zero
+            for d in range(D):
+                acc += _gaussian_term(x[n, d], mean[l, n, d], logvar_D[d], zero)[0]
+            ll[l, n] = mean.dtype.type(-0.5) * acc
+
+
+@numba.njit(**_REDUCE)
+def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
+    """:func:`gaussian_loglik_shared` and its gradient; twin: reference.gaussian_loglik_shared_grad.
+
+    Parameters
+    ----------
+    ll : (L, N) array, output
+    dmean : (L, N, D) array, output: dll · (x − m) e^{−s}
+    dlogvar_D : (D,) array, output (overwritten): Σ_{l,n} dll · ½ [ (x − m)² e^{−s} − 1 ]
     x : (N, D) array
     mean : (L, N, D) array
     logvar_D : (D,) array
-    scale : float
+    dll : (L, N) array, the upstream gradient ∂loss/∂ll
     """
     L, N, D = mean.shape
-    s = mean.dtype.type(scale)
     for d in range(D):
         dlogvar_D[d] = 0
     for l in range(L):
         for n in range(N):
+            s = dll[l, n]
             acc = mean.dtype.type(0)
             for d in range(D):
                 term, gm, gv = _gaussian_term(x[n, d], mean[l, n, d], logvar_D[d], s)
@@ -642,12 +648,6 @@ def gaussian_loglik_grad_shared(ll, dmean, dlogvar_D, x, mean, logvar_D, scale):
                 dmean[l, n, d] = gm
                 dlogvar_D[d] += gv
             ll[l, n] = mean.dtype.type(-0.5) * acc
-
-
-def gaussian_loglik_grad_shared_numpy(ll, dmean, dlogvar_D, x, mean, logvar_D, scale):
-    """NumPy twin of :func:`gaussian_loglik_grad_shared`."""
-    ll[...], cache = gaussian_loglik_forward(x, mean, logvar_D)
-    dmean[...], dlogvar_D[...] = gaussian_loglik_backward(np.full(ll.shape, scale, ll.dtype), cache)
 
 
 # The encoder's output layer gives one (N, 2J) array: μ in its first J columns,
@@ -685,13 +685,6 @@ def kl_grad(kl, denc, enc, scale):
         kl[n] = enc.dtype.type(0.5) * acc
 
 
-def kl_grad_numpy(kl, denc, enc, scale):
-    """NumPy twin of :func:`kl_grad`."""
-    J = enc.shape[1] // 2
-    kl[...], cache = gaussian_kl_forward(enc[:, :J], enc[:, J:])
-    denc[:, :J], denc[:, J:] = gaussian_kl_backward(np.full(kl.shape, scale, kl.dtype), cache)
-
-
 @numba.njit(**_OPTS)
 def reparam_forward(z, std, enc, eps):
     """Reparameterized samples z = μ + σ ε with σ = exp(v/2) (eq.18).
@@ -712,12 +705,6 @@ def reparam_forward(z, std, enc, eps):
         for n in range(N):
             for j in range(J):
                 z[l, n, j] = enc[n, j] + std[n, j] * eps[l, n, j]
-
-
-def reparam_forward_numpy(z, std, enc, eps):
-    """NumPy twin of :func:`reparam_forward`."""
-    J = eps.shape[-1]
-    z[...], (_, std[...], _) = reparameterize_forward(enc[:, :J], enc[:, J:], eps)
 
 
 @numba.njit(**_OPTS)
@@ -747,12 +734,85 @@ def reparam_backward(denc, dz, eps, std):
                 denc[n, J + j] += g * eps[l, n, j] * (half * std[n, j])
 
 
-def reparam_backward_numpy(denc, dz, eps, std):
-    """NumPy twin of :func:`reparam_backward`."""
-    J = dz.shape[-1]
-    gmu, gv = reparameterize_backward(dz, (eps, std, (dz.shape[1], J)))
-    denc[:, :J] += gmu
-    denc[:, J:] += gv
+# ------------------------------------------------ importance-weighted bound
+@numba.njit(**_REDUCE)
+def log_weights(log_w, ll, z, eps, enc):
+    """Log importance weights log w = log p(x|z) + log p(z) − log q(z|x) (eq.15); twin: reference.log_weights.
+
+    Parameters
+    ----------
+    log_w : (K, N) array, output
+    ll : (K, N) array, log p(x|z_k)
+    z : (K, N, J) array, z_k = μ + σ ε_k
+    eps : (K, N, J) array, ε_k
+    enc : (N, 2J) array, [ μ | v ]
+
+    Notes
+    -----
+    With z = μ + σ ε, log N(z; 0, I) − log N(z; μ, e^v) = −½ Σ_j (z_j² − ε_j² − v_j):
+    the log 2π terms cancel and no division by σ² is needed.
+    """
+    K, N, J = z.shape
+    half = z.dtype.type(0.5)
+    for k in range(K):
+        for n in range(N):
+            acc = z.dtype.type(0)
+            for j in range(J):
+                acc += z[k, n, j] * z[k, n, j] - eps[k, n, j] * eps[k, n, j] - enc[n, J + j]
+            log_w[k, n] = ll[k, n] - half * acc
+
+
+@numba.njit(**_OPTS)
+def iwae_weights(bound, dlogw, log_w, scale):
+    """The bound L_K = log (1/K) Σ_k w_k per point and scale · the normalized weights; twin: reference.iwae_weights.
+
+    Parameters
+    ----------
+    bound : (N,) array, output: L_K, by log-sum-exp
+    dlogw : (K, N) array, output: scale · w_k / Σ_j w_j
+    log_w : (K, N) array
+    scale : float, e.g. −1/N, the gradient of the loss −mean_n L_K,n
+    """
+    K, N = log_w.shape
+    T = log_w.dtype.type
+    for n in range(N):
+        m = log_w[0, n]
+        for k in range(1, K):
+            m = max(m, log_w[k, n])
+        total = T(0)
+        for k in range(K):
+            w = _exp(log_w[k, n] - m)
+            dlogw[k, n] = w
+            total += w
+        bound[n] = m + np.log(total) - np.log(T(K))
+        c = T(scale) / total
+        for k in range(K):
+            dlogw[k, n] *= c
+
+
+@numba.njit(**_OPTS)
+def iwae_latent_grad(denc, dz, z, dlogw):
+    """The parts of the IWAE gradient that do not go through the decoder; twin: reference.iwae_latent_grad.
+
+    Parameters
+    ----------
+    denc : (N, 2J) array, output (written): [ 0 | ½ Σ_k dlogw_k ], from −log q = ½ Σ (log 2π + v + ε²) at fixed ε
+    dz : (K, N, J) array, updated in place: dz −= dlogw · z, from log p(z) = −½ z² + const
+    z : (K, N, J) array
+    dlogw : (K, N) array, ∂loss/∂log w
+    """
+    K, N, J = z.shape
+    half = z.dtype.type(0.5)
+    for n in range(N):
+        for j in range(2 * J):
+            denc[n, j] = 0
+    for k in range(K):
+        for n in range(N):
+            w = dlogw[k, n]
+            for j in range(J):
+                dz[k, n, j] -= w * z[k, n, j]
+            for j in range(J):
+                denc[n, J + j] += half * w
 
 
 # ---------------------------------------------------------------- optimizers
@@ -791,16 +851,6 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
         p[i] -= step * mi / (np.sqrt(vi) * r + e)
 
 
-def adam_update_numpy(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
-    """NumPy twin of :func:`adam_update` (the lines of ``optim.Adam._update``)."""
-    T = p.dtype.type
-    m *= T(beta1)
-    m += T(1 - beta1) * g
-    v *= T(beta2)
-    v += T(1 - beta2) * (g * g)
-    p -= T(lr / bias1) * m / (np.sqrt(v) * T(1.0 / np.sqrt(bias2)) + T(eps))
-
-
 @numba.njit(**_OPTS)
 def sgd_momentum_update(p, vel, g, lr, momentum):
     """SGD with heavy-ball momentum, in place: vel ← momentum·vel + g,  p ← p − lr·vel.
@@ -817,14 +867,6 @@ def sgd_momentum_update(p, vel, g, lr, momentum):
         vi = vel[i] * mom + g[i]
         vel[i] = vi
         p[i] -= step * vi
-
-
-def sgd_momentum_update_numpy(p, vel, g, lr, momentum):
-    """NumPy twin of :func:`sgd_momentum_update` (the lines of ``optim.SGD._update``)."""
-    T = p.dtype.type
-    vel *= T(momentum)
-    vel += g
-    p -= T(lr) * vel
 
 
 @numba.njit(**_OPTS)
@@ -846,8 +888,24 @@ def adagrad_update(p, s, g, lr, eps):
         p[i] -= step * gi / (np.sqrt(si) + e)
 
 
-def adagrad_update_numpy(p, s, g, lr, eps):
-    """NumPy twin of :func:`adagrad_update` (the lines of ``optim.Adagrad._update``)."""
-    T = p.dtype.type
-    s += g * g
-    p -= T(lr) * g / (np.sqrt(s) + T(eps))
+KERNELS = {
+    "bias_act_forward": bias_act_forward,
+    "act_backward": act_backward,
+    "col_sum": col_sum,
+    "all_finite": all_finite,
+    "bernoulli_loglik": bernoulli_loglik,
+    "bernoulli_loglik_grad": bernoulli_loglik_grad,
+    "gaussian_loglik": gaussian_loglik,
+    "gaussian_loglik_grad": gaussian_loglik_grad,
+    "gaussian_loglik_shared": gaussian_loglik_shared,
+    "gaussian_loglik_shared_grad": gaussian_loglik_shared_grad,
+    "kl_grad": kl_grad,
+    "reparam_forward": reparam_forward,
+    "reparam_backward": reparam_backward,
+    "log_weights": log_weights,
+    "iwae_weights": iwae_weights,
+    "iwae_latent_grad": iwae_latent_grad,
+    "adam_update": adam_update,
+    "sgd_momentum_update": sgd_momentum_update,
+    "adagrad_update": adagrad_update,
+}

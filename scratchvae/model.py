@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 
-from . import distributions as dist
-from .ops import activation_backward, activation_forward, check_activation, dense_backward, dense_forward, sigmoid
+from .bounds import log_mean_exp
+from .ops import check_activation, sigmoid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("fixed", "learned", "predicted")
@@ -124,8 +124,6 @@ class IWAETerms:
 
     @property
     def bound(self):
-        from .bounds import log_mean_exp
-
         return log_mean_exp(self.log_w.astype(np.float64), axis=0)
 
     @property
@@ -151,6 +149,7 @@ class VAE:
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.params = {}
+        self._engines = {}
         D, J = config.data_dim, config.latent_dim
         self.enc_layers = self._add_mlp(rng, "enc", D, config.hidden, 2 * J)
         dec_out = 2 * D if self._predicts_variance else D
@@ -212,30 +211,30 @@ class VAE:
         return rng.standard_normal((samples, n, self.config.latent_dim), dtype=self.dtype)
 
     # ------------------------------------------------------------------ nets
-    def _mlp_forward(self, layers, h):
-        caches = []
-        last = len(layers) - 1
-        for i, name in enumerate(layers):
-            a, dc = dense_forward(h, self.params[name + ".W"], self.params[name + ".b"])
-            if i < last:
-                h, ac = activation_forward(self.config.activation, a)
-            else:
-                h, ac = a, None  # heads are linear: [μ, v], logits or mean
-            caches.append((name, dc, ac))
-        return h, caches
+    def engine(self, backend="reference"):
+        """The :class:`scratchvae.engine.Engine` that runs this model's forward and backward with ``backend``.
 
-    def _mlp_backward(self, dh, caches, grads):
-        for name, dc, ac in reversed(caches):
-            da = dh if ac is None else activation_backward(dh, ac)
-            dh, grads[name + ".W"], grads[name + ".b"] = dense_backward(da, dc)
-        return dh
+        The methods below use the reference kernels (readable NumPy, no Numba)
+        and return fresh arrays; training and evaluation use the backend they are given.
+        """
+        eng = self._engines.get(backend)
+        if eng is None:
+            from .engine import Engine
+
+            eng = self._engines[backend] = Engine(self, backend)
+        return eng
+
+    def __getstate__(self):  # copies and pickles of a model carry its parameters, not its engines' buffers
+        return {k: v for k, v in self.__dict__.items() if k != "_engines"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _engines={})
 
     def encode(self, x):
         """μ and v = log σ² of q_θ(z|x) (eq.18), each (N, J)."""
-        x = self.check_data(x)
-        out, _ = self._mlp_forward(self.enc_layers, x)
+        enc = self.engine().encode(self.check_data(x))
         J = self.config.latent_dim
-        return out[:, :J], out[:, J:]
+        return enc[:, :J].copy(), enc[:, J:].copy()
 
     def decode(self, z):
         """Decoder outputs for latents ``z`` (M, J).
@@ -246,8 +245,9 @@ class VAE:
         logvar : None (Bernoulli), or the Gaussian log-variance broadcastable to ``out``
         """
         z = np.asarray(z, dtype=self.dtype)
-        out, _ = self._mlp_forward(self.dec_layers, z)
-        return self._split_decoder(out)
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"z must have shape (M, {self.config.latent_dim}), got {z.shape}")
+        return self._split_decoder(self.engine().decode(z).copy())
 
     def _split_decoder(self, out):
         c = self.config
@@ -267,10 +267,8 @@ class VAE:
             return sigmoid(out)
         return out
 
-    def _loglik(self, x, out, logvar):
-        if self.config.likelihood == "bernoulli":
-            return dist.bernoulli_loglik_forward(x, out)
-        return dist.gaussian_loglik_forward(x, out, logvar)
+    def _gradient(self, eng):
+        return {k: eng.grads[k].astype(self.dtype, copy=True) for k in self.params}
 
     # ------------------------------------------------------------------ ELBO
     def elbo(self, x, eps, beta=1.0, grads=True):
@@ -295,79 +293,25 @@ class VAE:
             (None when ``grads=False``)
         """
         x = self.check_data(x)
-        N = x.shape[0]
-        eps = self.check_eps(eps, N)
-        L = eps.shape[0]
+        eps = self.check_eps(eps, x.shape[0])
         beta = float(beta)
         if not np.isfinite(beta) or beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-
-        mu, logvar, _, ll, caches = self._forward(x, eps)
-        kl, kl_cache = dist.gaussian_kl_forward(mu, logvar)  # (N,)
-        terms = ELBOTerms(recon=ll.mean(axis=0), kl=kl, beta=beta)  # 1/L of eq.20
-        if not grads:
-            return terms, None
-
-        g = {}
-        dll = np.full((L, N), -1.0 / (L * N), dtype=self.dtype)
-        dmu, dlogvar = self._decoder_backward(dll, caches, g)
-        dkl = np.full(N, beta / N, dtype=self.dtype)
-        dmu_kl, dlogvar_kl = dist.gaussian_kl_backward(dkl, kl_cache)
-        denc = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # (N, 2J)
-        self._mlp_backward(denc, caches[0], g)
-        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
-
-    def _forward(self, x, eps):
-        """Encoder, reparameterization (eq.18), decoder and log p(x|z): μ, v, z, ll (L, N) and the caches."""
-        L, N, J = eps.shape
-        enc_out, enc_caches = self._mlp_forward(self.enc_layers, x)  # (N, 2J)
-        mu, logvar = enc_out[:, :J], enc_out[:, J:]
-        z, rep_cache = dist.reparameterize_forward(mu, logvar, eps)  # (L, N, J)
-        dec_out, dec_caches = self._mlp_forward(self.dec_layers, z.reshape(L * N, J))
-        out, dec_logvar = self._split_decoder(dec_out.reshape(L, N, -1))
-        ll, ll_cache = self._loglik(x, out, dec_logvar)  # (L, N)
-        return mu, logvar, z, ll, (enc_caches, rep_cache, dec_caches, ll_cache)
-
-    def _log_weight_parts(self, x, eps):
-        """log p(x|z), log p(z) and log q(z|x) per sample (L, N), with μ, v, z and the caches."""
-        mu, logvar, z, ll, caches = self._forward(x, eps)
-        log_p = -0.5 * (dist.LOG_2PI + z * z).sum(axis=-1)  # log N(z; 0, I), eq.19
-        # log q(z|x) at z = μ + σ ⊙ ε is −½ Σ (log 2π + v + ε²): no division by σ²
-        log_q = -0.5 * (dist.LOG_2PI + logvar + eps * eps).sum(axis=-1)  # (L, N)
-        return ll, log_p, log_q, mu, logvar, z, caches
-
-    def _decoder_backward(self, dll, caches, g, dz_extra=None):
-        """From ∂loss/∂log p(x|z) (L, N) back through the decoder and the reparameterization.
-
-        Fills the decoder's entries of ``g``; ``dz_extra`` (L, N, J) is added to
-        ∂loss/∂z before the reparameterization backward. Returns (dmu, dlogvar), each (N, J).
-        """
-        _, rep_cache, dec_caches, ll_cache = caches
-        if self.config.likelihood == "bernoulli":
-            dout = dist.bernoulli_loglik_backward(dll, ll_cache)
-        else:
-            dmean, dlv = dist.gaussian_loglik_backward(dll, ll_cache)
-            if self._predicts_variance:
-                dout = np.concatenate([dmean, dlv], axis=-1)
-            else:
-                dout = dmean
-                if self.config.gaussian_variance == "learned":
-                    g["dec.logvar"] = dlv
-        dz = self._mlp_backward(dout.reshape(-1, dout.shape[-1]), dec_caches, g).reshape(dll.shape + (-1,))
-        if dz_extra is not None:
-            dz += dz_extra
-        return dist.reparameterize_backward(dz, rep_cache)
+        eng = self.engine()
+        recon, kl = eng.elbo(x, eps, beta, grads)
+        terms = ELBOTerms(recon=recon, kl=kl.copy(), beta=beta)
+        return terms, (self._gradient(eng) if grads else None)
 
     def log_weights(self, x, eps):
         """log w = log p_φ(x|z) + log p(z) − log q_θ(z|x) for z = μ + σ ⊙ ε, shape (L, N).
 
-        Averaging over L gives the ELBO with a Monte Carlo KL; log-mean-exp over
-        L gives the importance-weighted bound.
+        The integrand of eq.15: its mean over samples is the ELBO with a
+        Monte Carlo KL, and log (1/L) Σ exp(log w) is the bound L_L.
         """
         x = self.check_data(x)
         eps = self.check_eps(eps, x.shape[0])
-        ll, log_p, log_q = self._log_weight_parts(x, eps)[:3]
-        return ll + log_p - log_q
+        eng = self.engine()
+        return eng.log_weights(x, eng.encode(x), eps)[0].copy()
 
     def iwae(self, x, eps, grads=True):
         """The importance-weighted bound L_K with K = eps.shape[0] samples, and its gradient.
@@ -376,10 +320,8 @@ class VAE:
 
         Notes
         -----
-        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k = w_k / Σ_j w_j.
-        With ε held fixed, ∂ log w_k/∂z_k = ∇_z log p(x|z_k) − z_k (the prior),
-        ∂ log w_k/∂v = ½ through −log q = ½ Σ (log 2π + v + ε²), and z_k carries
-        the rest back through the reparameterization (MATH.md).
+        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k = w_k / Σ_j w_j
+        (MATH.md); see :meth:`scratchvae.engine.Engine.iwae`.
 
         Returns
         -------
@@ -387,24 +329,11 @@ class VAE:
         grads : dict name -> array, the gradient of the loss −mean_n L_K,n (None when grads=False)
         """
         x = self.check_data(x)
-        N = x.shape[0]
-        eps = self.check_eps(eps, N)
-        ll, log_p, log_q, mu, logvar, z, caches = self._log_weight_parts(x, eps)
-        log_w = ll + log_p - log_q  # (K, N)
-        kl, _ = dist.gaussian_kl_forward(mu, logvar)
-        terms = IWAETerms(log_w=log_w, recon=ll.mean(axis=0), kl=kl)
-        if not grads:
-            return terms, None
-
-        shifted = log_w - log_w.max(axis=0)
-        w_norm = np.exp(shifted) / np.exp(shifted).sum(axis=0)  # (K, N), the normalized weights
-        dlogw = (-w_norm / N).astype(self.dtype)  # ∂loss/∂log w_k
-        g = {}
-        # log p(z) = −½ z² − const adds −z to ∂log w/∂z
-        dmu, dlogvar = self._decoder_backward(dlogw, caches, g, dz_extra=-dlogw[..., None] * z)
-        dlogvar += 0.5 * dlogw.sum(axis=0)[:, None]  # −log q = ½ Σ (log 2π + v + ε²): ∂/∂v = ½
-        self._mlp_backward(np.concatenate([dmu, dlogvar], axis=1), caches[0], g)
-        return terms, {k: g[k].astype(self.dtype, copy=False) for k in self.params}
+        eps = self.check_eps(eps, x.shape[0])
+        eng = self.engine()
+        log_w, recon, kl = eng.iwae(x, eps, grads)
+        terms = IWAETerms(log_w=log_w.copy(), recon=recon, kl=kl.copy())
+        return terms, (self._gradient(eng) if grads else None)
 
     def sample(self, n, rng):
         """Draw ``n`` latents from the prior (eq.19) and return E[x|z], (n, D)."""

@@ -115,6 +115,10 @@ ACTIVATIONS = {
 }
 
 
+# Integer codes of the activations, for the kernels (a compiled loop takes an int, not a string).
+ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4, "softplus": 5}
+
+
 def check_activation(name):
     """Raise ValueError unless ``name`` is a known activation."""
     if name not in ACTIVATIONS:

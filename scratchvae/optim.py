@@ -9,11 +9,55 @@ import math
 import numpy as np
 
 
+# ------------------------------------------------------------------ formulas
+# Each update in place on arrays of any shape (one parameter, or all of them
+# flattened), in the arrays' dtype: Python floats are cast to it first, as
+# NumPy does with a Python scalar. The classes below apply them per parameter;
+# the fused engine applies them, or their Numba kernels, to flat arrays.
+
+def sgd_momentum_update(p, vel, g, lr, momentum):
+    """SGD with heavy-ball momentum: vel ← momentum·vel + g,  p ← p − lr·vel."""
+    T = p.dtype.type
+    vel *= T(momentum)
+    vel += g
+    p -= T(lr) * vel
+
+
+def adagrad_update(p, s, g, lr, eps):
+    """Adagrad (Duchi et al. 2011): s ← s + g²,  p ← p − lr·g / (sqrt(s) + eps)."""
+    T = p.dtype.type
+    s += g * g
+    p -= T(lr) * g / (np.sqrt(s) + T(eps))
+
+
+def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
+    """Adam (Kingma & Ba 2015) with bias correction; ``bias1, bias2`` = 1 − beta1^t, 1 − beta2^t.
+
+    m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,  p ← p − lr m̂ / (sqrt(v̂) + eps)
+    with m̂ = m / bias1, v̂ = v / bias2, computed as
+    p ← p − (lr/bias1) m / (sqrt(v)·r + eps), r = 1/sqrt(bias2): one square root
+    and one division per element.
+    """
+    T = p.dtype.type
+    m *= T(beta1)
+    m += T(1 - beta1) * g
+    v *= T(beta2)
+    v += T(1 - beta2) * (g * g)
+    p -= T(lr / bias1) * m / (np.sqrt(v) * T(1.0 / math.sqrt(bias2)) + T(eps))
+
+
 class Optimizer:
-    """Base class: ``step(params, grads)`` updates ``params`` in place."""
+    """Base class: ``step(params, grads)`` updates ``params`` in place.
+
+    A subclass names its :attr:`formula` (one of the functions above), the
+    state arrays it keeps per parameter (:attr:`slots`, in the formula's
+    order) and the formula's scalar arguments (:meth:`update_args`).
+    """
 
     name = None
     slots = ()
+    formula = None
+    kernel = None
 
     def __init__(self, lr):
         lr = float(lr)
@@ -31,8 +75,14 @@ class Optimizer:
 
     def step(self, params, grads):
         self.t += 1
+        args = self.update_args()
         for name, p in params.items():
-            self._update(name, p, grads[name])
+            slots = [self._slot(slot, name, p) for slot in self.slots]
+            self.formula(p, *slots, grads[name], *args)
+
+    def update_args(self):
+        """The scalar arguments of :attr:`formula` (and of its kernel) after the slots and the gradient, at step t."""
+        raise NotImplementedError
 
     def hyperparams(self):
         return {"name": self.name, "lr": self.lr, "t": self.t}
@@ -47,6 +97,9 @@ class SGD(Optimizer):
     """SGD with (heavy-ball) momentum: v ← m v + g,  p ← p − lr v."""
 
     name = "sgd"
+    slots = ("v",)
+    formula = staticmethod(sgd_momentum_update)
+    kernel = "sgd_momentum_update"  # its name in a kernel set of scratchvae.engine
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
@@ -54,11 +107,8 @@ class SGD(Optimizer):
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
 
-    def _update(self, name, p, g):
-        v = self._slot("v", name, p)
-        v *= self.momentum
-        v += g
-        p -= self.lr * v
+    def update_args(self):
+        return self.lr, self.momentum
 
     def hyperparams(self):
         return {**super().hyperparams(), "momentum": self.momentum}
@@ -69,15 +119,16 @@ class Adagrad(Optimizer):
     s ← s + g²,  p ← p − lr g / (sqrt(s) + eps)."""
 
     name = "adagrad"
+    slots = ("s",)
+    formula = staticmethod(adagrad_update)
+    kernel = "adagrad_update"
 
     def __init__(self, lr=0.01, eps=1e-8):
         super().__init__(lr)
         self.eps = float(eps)
 
-    def _update(self, name, p, g):
-        s = self._slot("s", name, p)
-        s += g * g
-        p -= self.lr * g / (np.sqrt(s) + self.eps)
+    def update_args(self):
+        return self.lr, self.eps
 
     def hyperparams(self):
         return {**super().hyperparams(), "eps": self.eps}
@@ -85,13 +136,12 @@ class Adagrad(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction:
-    m ← b1 m + (1−b1) g,  v ← b2 v + (1−b2) g²,
-    p ← p − lr m̂ / (sqrt(v̂) + eps),  m̂ = m/(1−b1^t), v̂ = v/(1−b2^t).
-
-    Computed as p ← p − (lr/(1−b1^t)) m / (sqrt(v)·r + eps) with r = 1/sqrt(1−b2^t)
-    (sqrt(v̂) = sqrt(v)·r): one square root and one division per element."""
+    see :func:`adam_update`."""
 
     name = "adam"
+    slots = ("m", "v")
+    formula = staticmethod(adam_update)
+    kernel = "adam_update"
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(lr)
@@ -100,16 +150,8 @@ class Adam(Optimizer):
                 raise ValueError(f"{n} must be in [0, 1), got {b}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _update(self, name, p, g):
-        m = self._slot("m", name, p)
-        v = self._slot("v", name, p)
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        step = self.lr / (1 - self.beta1**self.t)
-        r = 1.0 / math.sqrt(1 - self.beta2**self.t)  # a Python float: keeps float32 arrays float32
-        p -= step * m / (np.sqrt(v) * r + self.eps)
+    def update_args(self):
+        return self.lr, self.beta1, self.beta2, self.eps, 1 - self.beta1**self.t, 1 - self.beta2**self.t
 
     def hyperparams(self):
         return {**super().hyperparams(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -20,11 +20,11 @@ import numpy as np
 from . import checkpoint
 from .datasets import BatchSource, check_binarize
 from .engine import BACKENDS, FusedStep, default_backend
-from .model import VAE, ELBOTerms, VAEConfig, _check_positive_int
+from .evaluate import evaluate
+from .model import VAE, ELBOTerms, IWAETerms, VAEConfig, _check_positive_int
 from .optim import make_optimizer
 
 OBJECTIVES = ("elbo", "iwae")
-EVAL_SEED = 12345  # noise and binarization of the evaluation, the same every epoch
 UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
@@ -65,30 +65,13 @@ class TrainConfig:
         check_binarize(self.binarize)
         if self.backend is None:
             self.backend = default_backend()
+        if self.backend == "numpy":  # the name of the reference kernels in checkpoints of scratchvae 0.1.0
+            self.backend = "reference"
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         make_optimizer(self.optimizer, self.lr)  # validates the name
-
-
-# ------------------------------------------------------------------ evaluation
-def evaluate(model, source, batch_size=500, samples=1, seed=EVAL_SEED):
-    """Mean ELBO, reconstruction and KL over a whole split, in nats per data point.
-
-    Noise and dynamic binarization come from a generator seeded with ``seed``,
-    so two calls on the same model give the same numbers.
-    """
-    rng = np.random.default_rng(seed)
-    n = len(source)
-    totals = np.zeros(3)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(n, start + batch_size))
-        x = source.batch(idx, rng)
-        terms, _ = model.elbo(x, model.noise(rng, len(idx), samples), grads=False)
-        totals += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]
-    elbo, recon, kl = totals / n
-    return {"elbo": float(elbo), "recon": float(recon), "kl": float(kl)}
 
 
 # ----------------------------------------------------------------- checkpoints
@@ -188,9 +171,7 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     ckpt_path = os.path.join(out_dir, "model.npz")
-    fused = None
-    if config.backend == "numba" and config.objective == "elbo":
-        fused = FusedStep(model, optimizer, B, config.samples, backend="numba")
+    fused = FusedStep(model, optimizer, backend=config.backend, objective=config.objective)
     history, step, first = [], 0, 1
     for stale in os.listdir(out_dir):  # a temporary checkpoint left by a kill mid-write
         if stale.startswith(".tmp-") and stale.endswith(".npz"):
@@ -218,7 +199,7 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
                 if bar is not None:
                     bar.close()
             train_seconds = time.perf_counter() - t0
-            test = evaluate(model, test_src, samples=1)
+            test = evaluate(model, test_src, iw_samples=1, batch_size=500, backend=config.backend, diagnostics=False)
             row = {
                 "epoch": epoch,
                 "train_elbo": sums[0] / n,
@@ -263,31 +244,27 @@ def _figures(out_dir, model, dataset, test_src, history):
 
 
 def _train_epoch(model, optimizer, fused, source, config, rng, epoch, step, warmup_steps, bar):
-    """One pass over ``source`` in a random order.
+    """One pass over ``source`` in a random order, every step on the fused engine.
 
     Returns the summed (elbo, recon, kl, objective) over the data points, the step count and the KL weight.
     """
     n, B = len(source), config.batch_size
     order = rng.permutation(n)
     sums = np.zeros(4)
+    samples = config.k if config.objective == "iwae" else config.samples
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # _check_finite reports them
         for start in range(0, n, B):
             step += 1
             idx = order[start:start + B]
             x = source.batch(idx, rng)
             beta_t = kl_weight(config.beta, warmup_steps, step)
-            if fused is not None:  # the same gradient, fused kernels on preallocated buffers
-                recon, kl = fused.forward_backward(x, model.noise(rng, len(idx), config.samples), beta_t)
-                terms = ELBOTerms(recon=recon, kl=kl, beta=beta_t)
-                _check_finite(terms, None if fused.gradients_finite() else "the parameters", epoch, step)
-                fused.update()
+            out = fused.forward_backward(x, model.noise(rng, len(idx), samples), beta_t)
+            if config.objective == "iwae":
+                terms = IWAETerms(*out)
             else:
-                if config.objective == "iwae":
-                    terms, grads = model.iwae(x, model.noise(rng, len(idx), config.k))
-                else:
-                    terms, grads = model.elbo(x, model.noise(rng, len(idx), config.samples), beta=beta_t)
-                _check_finite(terms, next((k for k, g in grads.items() if not np.isfinite(g).all()), None), epoch, step)
-                optimizer.step(model.params, grads)
+                terms = ELBOTerms(*out, beta=beta_t)
+            _check_finite(terms, None if fused.gradients_finite() else "the parameters", epoch, step)
+            fused.update()
             sums += [terms.elbo.sum(), terms.recon.sum(), terms.kl.sum(), terms.objective.sum()]
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,159 @@
+"""The reference kernel set: each kernel of :mod:`scratchvae.kernels` written with the readable ops.
+
+The engine (:mod:`scratchvae.engine`) runs the one forward and backward of the
+VAE with a *kernel set*: a table from kernel names to functions that take
+their outputs first and fill them in place. This module is the readable set,
+built from :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
+:mod:`scratchvae.optim`, with no Numba; :mod:`scratchvae.kernels` is the
+compiled set with the same names and signatures. ``tests/test_kernels.py``
+asserts that the two agree, kernel by kernel.
+
+Conventions: outputs first, filled in place; inputs only read (an output may
+be the same array as an input where the kernel's docstring says so). Shape
+letters: N batch, O outputs of a layer, L samples (K for importance samples),
+D data, J latent.
+"""
+import numpy as np
+
+from . import bounds, ops, optim
+from . import distributions as dist
+
+
+def _act_name(code):
+    """The activation name of a code of :data:`scratchvae.ops.ACTIVATION_CODES` (ValueError if unknown)."""
+    for name, c in ops.ACTIVATION_CODES.items():
+        if c == code:
+            return name
+    raise ValueError("unknown activation code")
+
+
+# ------------------------------------------------------------- dense layers
+def bias_act_forward(h, a, b, act):
+    """a += b, then h = f(a) (``h`` may be ``a``): the bias and activation of a dense layer."""
+    name = _act_name(act)
+    a += b
+    h[...] = ops.activation_forward(name, a)[0]
+
+
+def act_backward(da, dh, a, h, act):
+    """da = dh · f'(a) (``da`` may be ``dh``), from the pre-activation a and the output h."""
+    da[...] = ops.activation_backward(dh, (_act_name(act), a, h))
+
+
+def col_sum(db, dout):
+    """db = Σ_n dout[n]: the bias gradient of a dense layer."""
+    np.sum(dout, axis=0, out=db)
+
+
+def all_finite(g):
+    """Whether every element of ``g`` is finite."""
+    return bool(np.isfinite(g).all())
+
+
+# ------------------------------------------------------------- likelihoods
+def bernoulli_loglik(ll, x, logits):
+    """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits (eq.17, first term)."""
+    ll[...] = dist.bernoulli_loglik_forward(x, logits)[0]
+
+
+def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
+    """ll as :func:`bernoulli_loglik`, and dlogits = dll · ∂ll/∂logits."""
+    ll[...], cache = dist.bernoulli_loglik_forward(x, logits)
+    dlogits[...] = dist.bernoulli_loglik_backward(dll, cache)
+
+
+def gaussian_loglik(ll, x, dec):
+    """ll of a Gaussian decoder whose output ``dec`` (L, N, 2D) is [mean | logvar]."""
+    D = x.shape[1]
+    ll[...] = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])[0]
+
+
+def gaussian_loglik_grad(ll, ddec, x, dec, dll):
+    """ll as :func:`gaussian_loglik`, and ddec = dll · ∂ll/∂[mean | logvar]."""
+    D = x.shape[1]
+    ll[...], cache = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])
+    ddec[..., :D], ddec[..., D:] = dist.gaussian_loglik_backward(dll, cache)
+
+
+def gaussian_loglik_shared(ll, x, mean, logvar_D):
+    """ll of a Gaussian decoder with one log-variance per pixel, ``logvar_D`` (D,)."""
+    ll[...] = dist.gaussian_loglik_forward(x, mean, logvar_D)[0]
+
+
+def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
+    """ll as :func:`gaussian_loglik_shared`; dmean, and dlogvar_D summed over (l, n)."""
+    ll[...], cache = dist.gaussian_loglik_forward(x, mean, logvar_D)
+    dmean[...], dlogvar_D[...] = dist.gaussian_loglik_backward(dll, cache)
+
+
+# ----------------------------------------------------- KL, reparameterization
+def kl_grad(kl, denc, enc, scale):
+    """kl = KL(N(μ, e^v) ‖ N(0, I)) per point from enc = [μ | v]; denc = scale · ∂kl/∂[μ | v] (written)."""
+    J = enc.shape[1] // 2
+    kl[...], cache = dist.gaussian_kl_forward(enc[:, :J], enc[:, J:])
+    denc[:, :J], denc[:, J:] = dist.gaussian_kl_backward(np.full(kl.shape, scale, kl.dtype), cache)
+
+
+def reparam_forward(z, std, enc, eps):
+    """z = μ + σ ε and σ = exp(v/2) from enc = [μ | v] (eq.18)."""
+    J = eps.shape[-1]
+    z[...], (_, std[...], _) = dist.reparameterize_forward(enc[:, :J], enc[:, J:], eps)
+
+
+def reparam_backward(denc, dz, eps, std):
+    """denc += the reparameterization gradient of dz, summed over the samples."""
+    J = dz.shape[-1]
+    gmu, gv = dist.reparameterize_backward(dz, (eps, std, (dz.shape[1], J)))
+    denc[:, :J] += gmu
+    denc[:, J:] += gv
+
+
+# ------------------------------------------------ importance-weighted bound
+def log_weights(log_w, ll, z, eps, enc):
+    """log w = log p(x|z) + log N(z; 0, I) − log N(z; μ, e^v) per sample (eq.15 inside the expectation)."""
+    J = z.shape[-1]
+    log_w[...] = ll + dist.log_normal(z, 0.0, 0.0) - dist.log_normal(z, enc[:, :J], enc[:, J:])
+
+
+def iwae_weights(bound, dlogw, log_w, scale):
+    """bound = log (1/K) Σ_k w_k per point; dlogw = scale · w_k / Σ_j w_j, the normalized weights."""
+    bound[...] = bounds.log_mean_exp(log_w, axis=0)
+    shifted = np.exp(log_w - log_w.max(axis=0))
+    dlogw[...] = scale * (shifted / shifted.sum(axis=0))
+
+
+def iwae_latent_grad(denc, dz, z, dlogw):
+    """The parts of ∂loss/∂log w that do not go through the decoder (MATH.md, the IWAE gradient).
+
+    dz += dlogw · ∂log N(z; 0, I)/∂z = −dlogw · z (in place), and, with ε held
+    fixed, −log q = ½ Σ (log 2π + v + ε²) gives denc = [0 | ½ Σ_k dlogw_k] (written).
+    """
+    J = z.shape[-1]
+    dz -= dlogw[..., None] * z
+    denc[:, :J] = 0
+    denc[:, J:] = 0.5 * dlogw.sum(axis=0)[:, None]
+
+
+# Each entry calls the ops through their modules at call time, so a test that
+# replaces an op (a deliberately wrong backward) reaches every workload.
+KERNELS = {
+    "bias_act_forward": bias_act_forward,
+    "act_backward": act_backward,
+    "col_sum": col_sum,
+    "all_finite": all_finite,
+    "bernoulli_loglik": bernoulli_loglik,
+    "bernoulli_loglik_grad": bernoulli_loglik_grad,
+    "gaussian_loglik": gaussian_loglik,
+    "gaussian_loglik_grad": gaussian_loglik_grad,
+    "gaussian_loglik_shared": gaussian_loglik_shared,
+    "gaussian_loglik_shared_grad": gaussian_loglik_shared_grad,
+    "kl_grad": kl_grad,
+    "reparam_forward": reparam_forward,
+    "reparam_backward": reparam_backward,
+    "log_weights": log_weights,
+    "iwae_weights": iwae_weights,
+    "iwae_latent_grad": iwae_latent_grad,
+    "adam_update": optim.adam_update,
+    "sgd_momentum_update": optim.sgd_momentum_update,
+    "adagrad_update": optim.adagrad_update,
+}
