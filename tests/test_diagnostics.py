@@ -67,6 +67,16 @@ def test_active_units_on_constructed_means():
     assert active_units(mu, threshold=0.0)[0] == 3
 
 
+def test_the_default_threshold_is_burdas_001():
+    # Burda et al. (2015): a unit is active when Cov_x E_q[u] > 0.01. Columns with A_u = 0.015 and 0.008:
+    # the first is active at 0.01 (and would not be at 0.02), the second is not (and would be at 0.005).
+    a, b = np.sqrt(0.015), np.sqrt(0.008)
+    mu = np.array([[a, b], [-a, -b], [a, b], [-a, -b]])
+    count, variances = active_units(mu)
+    np.testing.assert_allclose(variances, [0.015, 0.008], rtol=EXACT_RTOL)
+    assert count == 1
+
+
 def test_active_units_uses_the_population_variance():
     # two points ±1: population variance 1 (not the sample variance 2)
     count, variances = active_units(np.array([[1.0], [-1.0]]), threshold=1.5)

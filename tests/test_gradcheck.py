@@ -58,3 +58,32 @@ def test_table_format():
     table = gradcheck.format_table(results)
     assert table.splitlines()[-1] == "max relative error: 2.000e-03"
     assert "FAIL" in table.splitlines()[2] and "FAIL" not in table.splitlines()[1]
+
+
+def test_a_backward_off_by_a_relative_1e_4_fails():
+    """TOLERANCE has teeth: a dense-layer backward whose dW is 1 + 1e-4 times too large is reported."""
+    from scratchvae import ops
+
+    def slightly_wrong_backward(dout, cache):
+        dx, dW, db = ops.dense_backward(dout, cache)
+        return dx, dW * (1 + 1e-4), db
+
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.standard_normal((3, 4)), "W": rng.standard_normal((4, 5)), "b": rng.standard_normal(5)}
+    results = gradcheck.check_op("dense", ops.dense_forward, slightly_wrong_backward, inputs, ["x", "W", "b"], rng)
+    ok = {r.parameter: r.ok for r in results}
+    assert ok == {"x": True, "W": False, "b": True}
+    assert 0.5e-4 < next(r.error for r in results if r.parameter == "W") < 2e-4
+
+
+def test_the_step_is_chosen_per_array():
+    """An array whose gradient is small beside the loss: rounding noise at h = 1e-6 is far above TOLERANCE,
+    and the larger steps recover the gradient to within it."""
+    x = np.array([1.0, 2.0])
+
+    def f():  # a loss of about 30 whose gradient is 1e-5·(1, 2): rounding 1e-16·30/h against 1e-5
+        return 30.0 + 0.5e-5 * float(x @ x)
+
+    analytic = 1e-5 * x
+    assert gradcheck.relative_error(analytic, gradcheck.numerical_gradient(f, x, gradcheck.STEP)) > 10 * gradcheck.TOLERANCE
+    assert gradcheck.array_error(analytic, f, x) <= gradcheck.TOLERANCE
