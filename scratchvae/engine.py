@@ -72,11 +72,7 @@ def _arena(count, size, dtype):
     the allocation is an anonymous private memory map, 2 MiB aligned and
     advised ``MADV_HUGEPAGE`` where the platform has it, so the kernel can back
     it with transparent huge pages (5 TLB entries for the standard model's
-    10.4 MB instead of about 2,550). Measured on the 2-vCPU virtual machine of
-    the benchmarks, batch 32, in alternating processes: the Adam pass 0.205-0.210
-    ms against 0.217-0.224 ms with NumPy's 4 KiB pages; during a slow spell of
-    the shared host, when memory-bound work ran 5-8x slower in every process,
-    1.15-1.20 ms against 1.64-1.70 ms.
+    10.4 MB instead of about 2,550; what that buys: docs/performance.md).
     """
     import mmap
 

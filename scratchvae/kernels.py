@@ -1,80 +1,67 @@
-"""Fused Numba kernels for the elementwise and reduction loops of a training step.
+"""The compiled kernel set: Numba kernels for the elementwise and reduction loops of the engine.
 
-The only module of the package that imports numba. Each kernel is followed by
-its NumPy twin ``<kernel>_numpy``: the same signature and semantics, written
-with the readable ops of :mod:`scratchvae.ops` and
-:mod:`scratchvae.distributions`. The twin is the reference; ``tests/test_kernels.py``
-asserts the two agree before ``benchmarks/kernel_timing.py`` times them.
+The only module of the package that imports numba. Each kernel has a twin of
+the same name and signature in :mod:`scratchvae.reference`, written with the
+readable ops of :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
+:mod:`scratchvae.optim`: the twin is the reference, and
+``tests/test_kernels.py`` asserts the two agree before
+``benchmarks/kernel_timing.py`` times them. :data:`KERNELS` is the table the
+engine looks kernels up in.
 
 Conventions (STYLE.md, point 5):
 
-- outputs come first and are modified in place; every kernel returns None;
+- outputs come first and are modified in place; every kernel returns None
+  (but :func:`all_finite`, a predicate);
 - inputs are only read. An output may be the very same array as an input
   only where a docstring says so (bias_act_forward: h is a; act_backward: da
   is dh); partial overlaps are not supported;
-- any strides work (the engine passes column blocks such as ``enc[:, :J]``);
-  C-contiguous rows are the fast case. The optimizer updates take 1-D arrays;
+- any strides work; C-contiguous rows are the fast case. The optimizer
+  updates take 1-D arrays;
 - the math runs in the dtype of the arrays (float32 in, float32 math); Python
   float scalars (``scale``, ``lr``...) are cast to that dtype first, as NumPy
   does with a Python scalar (NEP 50);
 - the kernels compile lazily on first call (no eager signatures) and are
   cached on disk (``cache=True``), so importing this module compiles nothing.
 
-Shape letters: N batch, O outputs of a layer, L samples, D data, J latent.
+Shape letters: N batch, O outputs of a layer, L samples (K for importance
+samples), D data, J latent.
 
-Compilation flags, and why
---------------------------
-Numbers: ``python benchmarks/kernel_timing.py --fastmath --parallel``, float32,
-batch 128 of the 784-400-20 model, on a 2-core AVX-512 EPYC VM.
-
+Compilation flags, and why (the measurements: docs/performance.md)
+------------------------------------------------------------------
 ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead
 of a Python ZeroDivisionError; the check it adds also blocks SIMD.
 
 ``nogil=True``: a caller may run kernels from threads.
 
 ``fastmath``: off for all elementwise math. The kernels with a sum over the
-last axis (the log-likelihoods, the KL) are compiled with
+last axis (the log-likelihoods, the KL, the log weights) are compiled with
 ``fastmath={"reassoc"}`` only, which lets LLVM split the running sum into SIMD
-lanes (the order of a sum changes, as NumPy's pairwise sum also changes it).
-Without it the whole loop stays scalar: bernoulli_loglik_grad 1433 µs with
-fastmath=False, 84 µs with {"reassoc"}, 84 µs with fastmath=True. The
-per-element math of those kernels lives in helpers compiled with
-``fastmath=False`` set explicitly (Numba otherwise lets a callee inherit the
-caller's flags), so the reassociation reaches only the sum: e.g.
-``acc + (x·η − softplus(η))`` may not become ``(acc + x·η) − softplus(η)``,
-which at η = 1e4 would lose the low bits of acc, and the Cody-Waite reduction
-of exp stays exact.
+lanes (the order of a sum changes, as NumPy's pairwise sum also changes it);
+without it the whole loop stays scalar. The per-element math of those kernels
+lives in helpers compiled with ``fastmath=False`` set explicitly (Numba
+otherwise lets a callee inherit the caller's flags), so the reassociation
+reaches only the sum: e.g. ``acc + (x·η − softplus(η))`` may not become
+``(acc + x·η) − softplus(η)``, which at η = 1e4 would lose the low bits of
+acc, and the Cody-Waite reduction of exp stays exact.
 
-``parallel``: not used. Alone, prange versions pay at large batches
-(bernoulli_loglik_grad 1.7x at batch 32, 1.9x at 128 and 512; a relu layer
-0.7-1.5x), but in a training step the kernels run between BLAS products and
-Numba's OpenMP threads then fight OpenBLAS' spinning threads for the 2 cores:
-a matmul + Bernoulli + two matmuls + Adam slice took 1.1/3.0/7.6 ms serial
-against 16/16/24 ms with prange at batch 32/128/512 (workqueue layer: still
-slower than serial; OMP_WAIT_POLICY=passive: no gain). The Adam pass alone
-split over 2 threads (prange, or a second Python thread running the nogil
-kernel on half the arrays) gained nothing either: 0.29 → 0.31 ms a step at
-batch 32 with the workqueue layer, 5-6 ms with OpenMP, because OpenBLAS' idle
-worker spins on the other core between products. The 2 cores are better left
-to BLAS.
+``parallel``: not used. Between BLAS products, Numba's threads fight
+OpenBLAS' spinning threads for the 2 cores of the benchmark machine, and a
+training step got slower with prange, not faster.
 
 float32 transcendental functions
 --------------------------------
-Without Intel SVML, Numba calls the scalar libm for ``exp``/``log1p``/``tanh``
-(log1pf: ~14 ns per element), 20x slower than NumPy's SIMD loops: a naive
-fused Bernoulli kernel took 1550 µs against 760 µs for its twin. For float32
-the kernels therefore use branch-free polynomial versions that LLVM
-vectorizes (now 85 µs): ``_exp`` (Cephes expf: Cody-Waite reduction,
-degree-6 polynomial, the power of two built from exponent bits; max relative
-error 8e-8 on the normal range, overflow to inf, nan propagation, flushed to 0
-below e^-87.34 instead of going denormal), ``_log1p_unit`` (log1p on [0, 1]
-as e·P(e), P of degree 8; max relative error 1.9e-7) and ``_tanh``
-(expm1(2|x|)/(expm1(2|x|)+2) from the same reduction; max relative error
-1.6e-7). NumPy's own float32 functions are within 2.5e-7.
-
-float64 arrays use the scalar libm unchanged (exact, but slower than NumPy's
-SIMD where NumPy has one: a tanh layer 780 µs against 115 µs for the twin;
-float64 is for checking, not for speed).
+Without Intel SVML, Numba calls the scalar libm for ``exp``/``log1p``/``tanh``,
+far slower than NumPy's SIMD loops. For float32 the kernels therefore use
+branch-free polynomial versions that LLVM vectorizes: ``_exp`` (Cephes expf:
+Cody-Waite reduction, degree-6 polynomial, the power of two built from
+exponent bits; max relative error 8e-8 on the normal range, overflow to inf,
+nan propagation, flushed to 0 below e^-87.34 instead of going denormal),
+``_log1p_unit`` (log1p on [0, 1] as e·P(e), P of degree 8; max relative
+error 1.9e-7) and ``_tanh`` (expm1(2|x|)/(expm1(2|x|)+2) from the same
+reduction; max relative error 1.6e-7). NumPy's own float32 functions are
+within 2.5e-7. float64 arrays use the scalar libm unchanged (exact, but
+slower than NumPy's SIMD where NumPy has one: float64 is for checking, not
+for speed).
 """
 import numba
 import numpy as np
@@ -482,9 +469,8 @@ def all_finite(g):
     """Whether every element of the 1-D array ``g`` is finite (no NaN, no ±Inf).
 
     Sums g·0, which is 0 for a finite element and NaN for NaN or ±Inf (and a
-    NaN stays NaN): one branch-free vectorized pass (35 µs a training step for
-    the 652,824 float32 gradients of the standard model, against 110 µs for
-    ``np.isfinite(g.sum())``, which could also overflow to Inf on finite input).
+    NaN stays NaN): one branch-free vectorized pass, which cannot overflow to
+    Inf on finite input as ``np.isfinite(g.sum())`` can.
     """
     zero = g.dtype.type(0)
     acc = zero
@@ -655,8 +641,7 @@ def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
 # reparameterization kernels take that array whole, and write the gradient
 # into one (N, 2J) array of the same layout, so that every inner loop runs
 # with unit stride: handed the halves as separate column views (strided
-# arrays to Numba), LLVM did not vectorize them (KL at N = 512, J = 20:
-# 72 µs against 25 µs; reparam_forward 58 against 10 µs).
+# arrays to Numba), LLVM did not vectorize them.
 
 @numba.njit(**_REDUCE)
 def kl_grad(kl, denc, enc, scale):
@@ -836,8 +821,7 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
     p ← p − (lr/bias1) m / (sqrt(v)·r + eps) with r = 1/sqrt(bias2), as :class:`scratchvae.optim.Adam`
     (the same as lr (m/bias1) / (sqrt(v/bias2) + eps) up to rounding; one division
-    per element instead of two: 123 → 90 µs for 321,000 float32 parameters in
-    cache).
+    per element instead of two).
     """
     T = p.dtype.type
     b1, c1, b2, c2 = T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2)

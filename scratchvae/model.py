@@ -1,4 +1,9 @@
-"""The VAE: parameters, encoder and decoder, the ELBO of eq.20 and its gradient.
+"""The VAE: its description (parameters, layers, heads, likelihood) and its public methods.
+
+The forward and backward passes stand in one place, :class:`scratchvae.engine.Engine`,
+which runs this description with a kernel set; the methods here (encode,
+decode, the ELBO of eq.20, the importance-weighted bound and their
+gradients) run it with the readable reference kernels and return fresh arrays.
 
 Encoder q_θ(z|x) = N(μ_θ(x), diag exp(v_θ(x))) (eq.18): dense layers with the
 chosen activation, then one dense head giving [μ, v] of size 2J.
