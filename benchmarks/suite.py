@@ -1,7 +1,7 @@
 """The benchmark suite of scratchvae: throughput, roofline, scaling, memory, compile time, matmul.
 
     python -m benchmarks [--smoke] [--out DIR]        # every part; tables, JSON per part, PNG plots
-    python -m benchmarks throughput [--batch-sizes 32,128,512] [--backends numba,numpy]
+    python -m benchmarks throughput [--batch-sizes 32,128,512] [--backends numba,reference]
                                     [--dtypes float32,float64] [--peers] [--epochs N] [--rounds R]
                                     [--n N] [--json FILE]
     python -m benchmarks roofline|scaling|memory|compile|matmul [--smoke] [--out DIR]
@@ -17,9 +17,9 @@ asserts anything about speed.
 
 Backends of scratchvae:
 
-- ``numpy``: the plain readable path, ``model.elbo(x, eps)`` then ``optimizer.step``;
-- ``numba``: :class:`scratchvae.engine.FusedStep` with the Numba kernels:
-  ``forward_backward``, ``gradients_finite``, ``update`` (as the trainer calls them).
+- ``numba`` and ``reference``: :class:`scratchvae.engine.FusedStep` with the
+  compiled kernels or with their readable twins: ``forward_backward``,
+  ``gradients_finite``, ``update`` (as the trainer calls them).
 """
 import os
 
@@ -65,22 +65,15 @@ class Stepper:
         self.backend = backend
         self.rng = np.random.default_rng(seed + 1)
         self.eps = np.empty((samples, batch_size, latent), dtype)
-        if backend == "numba":
-            from scratchvae.engine import FusedStep
+        from scratchvae.engine import FusedStep
 
-            self.fs = FusedStep(self.model, self.opt, backend="numba")
-        elif backend != "numpy":
-            raise ValueError(f"unknown backend {backend!r}")
+        self.fs = FusedStep(self.model, self.opt, backend=backend)
 
     def step(self, x):
         self.rng.standard_normal(out=self.eps, dtype=self.eps.dtype)
-        if self.backend == "numba":
-            self.fs.forward_backward(x, self.eps, 1.0)
-            if self.fs.gradients_finite():
-                self.fs.update()
-        else:
-            _, grads = self.model.elbo(x, self.eps)
-            self.opt.step(self.model.params, grads)
+        self.fs.forward_backward(x, self.eps, 1.0)
+        if self.fs.gradients_finite():
+            self.fs.update()
 
 
 def step_seconds(stepper, x, reps, warmup=3):
@@ -282,7 +275,7 @@ def ratios(rows):
     return out
 
 
-def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "numpy"), dtypes=("float32", "float64"),
+def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "reference"), dtypes=("float32", "float64"),
                     with_peers=False, epochs=4, n=12800, rounds=3, json_path=None, plot_path=None, smoke=False):
     if epochs < 2:
         raise ValueError("epochs must be >= 2 (the first is warm-up)")
@@ -579,7 +572,7 @@ def alloc_per_step(backend, batch_size, hidden, latent, steps=20, warmup=5):
 def part_memory(smoke=False, json_path=None):
     n, b, hid, lat = (256, 32, 64, 8) if smoke else (12800, 128, H, J)
     rows = []
-    for be in ("numba", "numpy"):
+    for be in ("numba", "reference"):
         r = _run_child(["_rss", be, n, b, hid, lat])
         row = {"backend": be, "n": n, "batch_size": b, "hidden": hid, "latent": lat,
                "peak_rss_mb": r["maxrss_after_kb"] / 1024, "rss_before_epoch_mb": r["maxrss_before_kb"] / 1024,
@@ -740,7 +733,7 @@ def build_parser():
     sub = p.add_subparsers(dest="part")
     t = sub.add_parser("throughput")
     t.add_argument("--batch-sizes", type=_csv(int), default=None)
-    t.add_argument("--backends", type=_csv(str), default=["numba", "numpy"])
+    t.add_argument("--backends", type=_csv(str), default=["numba", "reference"])
     t.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"])
     t.add_argument("--peers", action="store_true", dest="t_peers")
     t.add_argument("--epochs", type=int, default=None, help="all epochs, the first untimed (default 4)")

@@ -26,7 +26,7 @@ def test_smoke_suite(tmp_path):
     main(["--smoke", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "throughput.json").read_text())
     assert {(r["backend"], r["dtype"], r["batch_size"]) for r in rows} == {
-        (b, d, n) for b in ("numba", "numpy") for d in ("float32", "float64") for n in (16, 32)}
+        (b, d, n) for b in ("numba", "reference") for d in ("float32", "float64") for n in (16, 32)}
     for r in rows:
         assert r["system"] == "scratchvae"
         assert r["samples_per_s"] > 0 and len(r["epoch_samples_per_s"]) == 1
@@ -37,7 +37,7 @@ def test_smoke_suite(tmp_path):
     scaling = json.loads((tmp_path / "scaling.json").read_text())
     assert set(scaling) == {"batch_size", "hidden", "latent", "samples"}
     mem = json.loads((tmp_path / "memory.json").read_text())
-    assert {r["backend"] for r in mem} == {"numba", "numpy"}
+    assert {r["backend"] for r in mem} == {"numba", "reference"}
     for r in mem:
         assert r["peak_rss_mb"] > 0 and "net_blocks_per_step" in r and "transient_peak_bytes_per_step" in r
     comp = json.loads((tmp_path / "compile.json").read_text())
