@@ -40,11 +40,18 @@ BACKENDS = ("numba", "reference")
 ENV_VAR = "SCRATCHVAE_BACKEND"
 
 
+def numba_available():
+    """Whether numba can be imported (it is a dependency, but a new Python may have no wheel of it yet)."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
 def default_backend():
-    """$SCRATCHVAE_BACKEND if set, else "numba"."""
+    """$SCRATCHVAE_BACKEND if set, else "numba" where numba is installed, else "reference"."""
     import os
 
-    backend = os.environ.get(ENV_VAR, "numba")
+    backend = os.environ.get(ENV_VAR) or ("numba" if numba_available() else "reference")
     if backend not in BACKENDS:
         raise ValueError(f"${ENV_VAR}={backend!r} is not a backend; choose from {', '.join(BACKENDS)}")
     return backend
@@ -55,6 +62,9 @@ def kernel_set(backend):
     if backend == "reference":
         from .reference import KERNELS
     elif backend == "numba":
+        if not numba_available():
+            raise ValueError("the numba backend needs numba, which is not installed; "
+                             "--backend reference runs the same engine with the readable kernels")
         from .kernels import KERNELS
     else:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -377,6 +387,26 @@ class FusedStep:
         out = self.forward_backward(x, eps, beta)
         self.update()
         return out
+
+    def compile(self, x):
+        """Compile every kernel a step will call (Numba; from its cache after the first run), changing nothing.
+
+        Runs the forward and backward once on ``x`` (a few data points) with
+        zero noise, and the optimizer's kernel on a scratch copy of its arrays;
+        the parameters, the optimizer state and every random generator stay as
+        they were.
+        """
+        L = 1
+        eps = np.zeros((L, x.shape[0], self.engine.J), self.model.dtype)
+        self.forward_backward(x, eps)
+        self.k.all_finite(self.flat_g[:1])
+        o = self.opt
+        scratch = [a[:1].copy() for a in (self.flat_p, *self.flat_state, self.flat_g)]
+        t, o.t = o.t, o.t + 1
+        try:
+            getattr(self.k, o.kernel)(*scratch, *o.update_args())
+        finally:
+            o.t = t
 
     def gradients_finite(self):
         """Whether every gradient of the last step is finite (one pass over the flat gradient)."""

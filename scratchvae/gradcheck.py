@@ -37,7 +37,7 @@ from .ops import ACTIVATIONS, activation_backward, activation_forward, dense_bac
 
 TOLERANCE = 1e-6
 STEP = 1e-6  # the first central-difference step: truncation O(h²), rounding O(1e-16·|f|/h)
-STEPS = (STEP, 1e-5, 1e-4)  # tried in order while an array's error is above TOLERANCE (module docstring)
+STEPS = (STEP, 1e-5, 1e-4, 1e-3)  # tried in order while an array's error is above TOLERANCE (module docstring)
 KINK_MARGIN = 0.05  # inputs of relu/leaky_relu are kept this far from 0 so no step crosses the kink
 
 

@@ -184,3 +184,28 @@ def test_a_big_model_on_the_mapped_arena_trains_and_checkpoints(tmp_path):
     assert set(arrays) == set(model.params) and all(np.array_equal(arrays[k], model.params[k]) for k in arrays)
     assert all(np.array_equal(v, engine.flat_p[o:o + v.size].reshape(v.shape)) for v, o in zip(
         model.params.values(), np.cumsum([0] + [v.size for v in model.params.values()])))
+
+
+def test_compile_changes_nothing():
+    """FusedStep.compile runs every kernel once and leaves parameters, optimizer state and step count alone."""
+    model = VAE(VAEConfig(data_dim=6, latent_dim=2, hidden=(4,)), np.random.default_rng(0))
+    opt = make_optimizer("adam")
+    step = FusedStep(model, opt, backend="numba")
+    x = np.random.default_rng(1).random((8, 6)).astype(np.float32)
+    step.step(x, model.noise(np.random.default_rng(2), 8))
+    params = {k: v.copy() for k, v in model.params.items()}
+    state = {k: v.copy() for k, v in opt.state.items()}
+    step.compile(x[:2])
+    assert opt.t == 1
+    assert all(np.array_equal(model.params[k], params[k]) for k in params)
+    assert all(np.array_equal(opt.state[k], state[k]) for k in state)
+
+
+def test_without_numba_the_default_is_the_reference_backend(monkeypatch):
+    import scratchvae.engine as engine
+
+    monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
+    monkeypatch.setattr(engine, "numba_available", lambda: False)
+    assert engine.default_backend() == "reference"
+    with pytest.raises(ValueError, match="--backend reference"):
+        engine.kernel_set("numba")

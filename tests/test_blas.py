@@ -1,0 +1,23 @@
+"""The BLAS thread count is read and set through the OpenBLAS NumPy has loaded."""
+import numpy as np
+import pytest
+
+from scratchvae import blas
+
+
+def test_set_then_get_the_thread_count():
+    before = blas.get_threads()
+    assert isinstance(before, int) and before >= 1  # NumPy's wheels link OpenBLAS
+    try:
+        assert blas.set_threads(1) == 1 and blas.get_threads() == 1
+        a = np.random.default_rng(0).standard_normal((64, 64))
+        np.testing.assert_allclose(a @ a.T, (a @ a.T).T)  # BLAS still works on one thread
+    finally:
+        blas.set_threads(before)
+    assert blas.get_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_a_bad_count_is_refused(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        blas.set_threads(bad)
