@@ -18,7 +18,7 @@ from .diagnostics import active_units, bits_per_dim, kl_per_dimension
 from .engine import default_backend
 
 EVAL_SEED = 2015
-ROWS_PER_CALL = 4096  # decoder rows (samples × data points) per engine call: bounds memory at any K
+ROWS_PER_CALL = 2048  # decoder rows (samples × data points) per engine call: memory bounded at any K (docs/performance.md)
 UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
