@@ -6,8 +6,11 @@ and run on the exported tensors: a transposition or a swap of μ and log σ² in
 the mapping shows up as different outputs from ``model.encode``/``model.decode``.
 """
 import json
+import os
 import re
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -223,3 +226,13 @@ def test_command_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert re.search(message, err), err
+
+
+def test_the_pytorch_round_trip_script_says_so_without_torch():
+    # torch made unimportable in a child process, installed or not (it is absent in CI)
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "torch_roundtrip.py")
+    code = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = ['torch_roundtrip.py']; "
+            f"runpy.run_path({script!r}, run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "PyTorch is not installed" in run.stderr, run.stderr
