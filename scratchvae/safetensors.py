@@ -15,7 +15,8 @@ in) is three parts:
 Reading treats the file as hostile and follows the validation rules of the
 reference implementation: the header length is at most 100,000,000 bytes and
 fits in the file; the header is valid UTF-8 and a JSON object starting with
-``{``, with no duplicate keys; every dtype is from the list below; each tensor's
+``{``, with no duplicate keys (the specification forbids them; the reference
+library takes the last); every dtype is from the list below; each tensor's
 byte count ``end - begin`` equals the dtype's size times the product of its
 shape; sorted by offsets, the tensors' ranges follow one another from 0 with no
 hole and no overlap, and the last one ends where the file ends. Every check is
@@ -254,8 +255,8 @@ def _parse_header(raw, data_len, fail, name):
         fail(f"{METADATA_KEY} must map strings to strings")
     entries = {}
     for key, info in header.items():
-        if not isinstance(info, dict) or set(info) != set(TENSOR_FIELDS):
-            fail(f"tensor {key!r} must have exactly the fields {', '.join(TENSOR_FIELDS)}")
+        if not isinstance(info, dict) or not set(TENSOR_FIELDS) <= set(info):  # other fields are ignored, as the
+            fail(f"tensor {key!r} must have the fields {', '.join(TENSOR_FIELDS)}")  # reference does
         kind, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if not isinstance(kind, str) or kind not in DTYPES:
             fail(f"tensor {key!r} has unknown dtype {kind!r}")
