@@ -201,6 +201,8 @@ def _read(f, size, name):
         a = np.frombuffer(buffer, dtype=stored, count=(end - begin) // stored.itemsize, offset=begin).reshape(shape)
         if kind == "BF16":
             a = (a.astype(np.uint32) << 16).view(np.float32)  # exact: bfloat16 is a float32's upper half
+        elif kind == "BOOL":
+            a = a.view(np.uint8) != 0  # any non-zero byte is True, stored as NumPy's 1
         tensors[key] = a.astype(a.dtype.newbyteorder("="), copy=True)
     return tensors, metadata
 
