@@ -150,6 +150,24 @@ def build_parser():
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    x = sub.add_parser("export", help="write a model's weights as safetensors in the PyTorch examples VAE layout",
+                       description="Writes the weights of a checkpoint as the state dict of the PyTorch examples "
+                                   "VAE (fc1, fc21, fc22, fc3, fc4; weights out x in) in safetensors, for "
+                                   "load_state_dict. One hidden layer each side, Bernoulli likelihood.")
+    x.add_argument("model", metavar="MODEL.npz", help="a checkpoint written by scratchvae train")
+    x.add_argument("--out", default=None, metavar="FILE.safetensors",
+                   help="file to write (default: MODEL with the suffix .safetensors)")
+
+    i = sub.add_parser("import", help="make a checkpoint from safetensors weights of the PyTorch examples VAE",
+                       description="Reads the state dict of the PyTorch examples VAE from safetensors and writes a "
+                                   "checkpoint (fresh optimizer, epoch 0) that scratchvae evaluate and "
+                                   "train --resume accept.")
+    i.add_argument("file", metavar="FILE.safetensors", help="weights written by scratchvae export or by PyTorch")
+    i.add_argument("--out", required=True, metavar="MODEL.npz", help="checkpoint to write")
+    i.add_argument("--dataset", default=None, choices=sorted(LOADERS),
+                   help="data set the model is for (default: the one the file names)")
+    i.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
+
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
                                    "'datasets download NAME' fetches the canonical files, verifies their "
@@ -269,7 +287,30 @@ def cmd_datasets(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_evaluate, "datasets": cmd_datasets}
+def cmd_export(args):
+    from .interop import export_checkpoint
+
+    out = args.out or os.path.splitext(args.model)[0] + ".safetensors"
+    tensors = export_checkpoint(args.model, out)
+    print(f"wrote {out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in tensors.items())
+          + f" ({tensors['fc1.weight'].dtype})")
+    return 0
+
+
+def cmd_import(args):
+    from .interop import import_checkpoint
+
+    model, dataset, notes = import_checkpoint(args.file, args.out, args.dataset, args.data_dir)
+    for note in notes:
+        print(f"note: {note}")
+    c = model.config
+    print(f"wrote {args.out}: {c.data_dim}-{c.hidden[0]}-{c.latent_dim} {c.activation} {c.likelihood} {c.dtype} "
+          f"for {dataset}; evaluate with: scratchvae evaluate {args.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_evaluate, "datasets": cmd_datasets,
+            "export": cmd_export, "import": cmd_import}
 
 
 def main(argv=None):
