@@ -149,7 +149,7 @@ def test_files_that_do_not_fit_are_refused(sd, metadata, message):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--backend", "numpy",
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--backend", "reference",
                  "--binarize", "static", "--no-progress", "--out", str(run)]) == 0
     return run
 
