@@ -121,7 +121,6 @@ DEC_LOGVAR_RANGE = (-2.0, 1.0)  # log s²: s² from 0.14 to 2.7
 ENC_W_PERTURB = 0.5  # the encoder is the best diagonal q plus a perturbation this large
 ENC_B_PERTURB = 1.5
 MAX_N, MAX_D, MAX_J, MAX_L, MAX_K = 3, 4, 3, 4, 8
-PARAM_NAMES = ("enc_W", "enc_b", "dec_W", "dec_b", "dec_logvar")
 
 _FLOATS = dict(allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64)
 
@@ -162,8 +161,10 @@ class Case:
         N, D, J = self.sizes
         mu, logvar = self.encode()
         p = self.params
-        show = lambda a: np.array2string(np.asarray(a), precision=3, separator=",", suppress_small=True,
-                                         max_line_width=10_000)
+        def show(a):
+            return np.array2string(np.asarray(a), precision=3, separator=",", suppress_small=True,
+                                   max_line_width=10_000)
+
         return (f"N={N} D={D} J={J} {letter}={self.L}: x={show(self.x)} W={show(p['dec_W'].T)} "
                 f"b={show(p['dec_b'])} s2={float(np.exp(p['dec_logvar'])):.3g} mu={show(mu)} "
                 f"logvar={show(logvar)}")
@@ -515,6 +516,8 @@ class Result:
 
 @dataclasses.dataclass
 class Report:
+    """The results of :func:`check`, one per property, in the order they ran."""
+
     kind: str
     results: list
 
@@ -636,6 +639,9 @@ def load_function(spec):
         if module_name.endswith(".py"):
             if not os.path.isfile(module_name):
                 raise ValueError(f"no such file {module_name!r}")
+            folder = os.path.dirname(os.path.abspath(module_name))
+            if folder not in sys.path:
+                sys.path.insert(0, folder)  # as `python path/to/file.py` would: its siblings import
             name = "_proptest_" + os.path.splitext(os.path.basename(module_name))[0]
             loader = importlib.util.spec_from_file_location(name, module_name)
             module = importlib.util.module_from_spec(loader)

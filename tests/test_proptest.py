@@ -79,6 +79,35 @@ def test_variance_as_std_counterexample_is_the_worked_one():
     assert r.measured == "E[ELBO] − log p(x) = 0.125 > 0"
 
 
+def _iwae_double_minus_log_k(x, eps, params):
+    return gallery.iwae(x, eps, params) - np.log(eps.shape[0])  # the 1/K applied twice
+
+
+def _iwae_without_log_2pi(x, eps, params):
+    return gallery.iwae(x, eps, params) + 0.5 * x.shape[1] * np.log(2 * np.pi)  # p(x|z) without log 2π
+
+
+def _elbo_with_a_stray_constant(x, eps, params):
+    return gallery.elbo(x, eps, params) - 0.01  # 0.01 nat low: still a bound, but the gap is not the KL
+
+
+# each property against a bug it must catch on its own (the gallery's first-caught column leaves these out)
+TEETH = [
+    ("elbo", "gap_is_kl_to_posterior", _elbo_with_a_stray_constant),
+    ("elbo", "gap_is_kl_to_posterior", gallery.elbo_variance_as_std),
+    ("elbo", "unbiased", gallery.elbo_no_log_2pi),
+    ("iwae", "iwae_k1_is_elbo", _iwae_without_log_2pi),
+    ("iwae", "iwae_below_evidence", gallery.iwae_no_minus_log_K),
+    ("iwae", "iwae_nondecreasing_in_k", _iwae_double_minus_log_k),
+]
+
+
+@pytest.mark.parametrize("kind, prop, fn", TEETH, ids=[f"{p}-{getattr(f, '__name__', 'partial')}" for _, p, f in TEETH])
+def test_every_property_has_teeth(kind, prop, fn):
+    report = proptest.check(fn, kind, examples=N_EXAMPLES, only=[prop])
+    assert [r.name for r in report.failures] == [prop]
+
+
 # ------------------------------------------------------------- the gradient
 def finite_difference_grad(fn):
     """A backward that agrees with ``fn`` perfectly (central differences per entry): numpy-ml's situation."""
