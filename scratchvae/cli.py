@@ -155,7 +155,8 @@ def build_parser():
                                     "each property's verdict with the shrunk counterexample; exits 1 when any "
                                     "fails. See docs/proptest.md.")
     pt.add_argument("target", metavar="MODULE:FUNCTION", help="the estimate to test (a module or a path/to/file.py)")
-    pt.add_argument("--kind", choices=["elbo", "iwae"], default="elbo", help="what FUNCTION returns")
+    pt.add_argument("--kind", choices=["elbo", "iwae", "categorical"], default="elbo",
+                    help="what FUNCTION returns: the ELBO of eq.20, the bound L_K, or the ELBO of a categorical q")
     pt.add_argument("--grad", default=None, metavar="MODULE:FUNCTION",
                     help="its gradient (a dict like params), checked against central differences (default: none)")
     pt.add_argument("--examples", type=_positive_int, default=100, metavar="N", help="examples per property")

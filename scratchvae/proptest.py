@@ -31,6 +31,12 @@ importance-weighted bound L_K = log (1/K) Σ_k w_k (Burda et al. 2015).
 Compute in float64 (or pass a looser ``rtol``): the exact properties compare
 to the closed forms at float64 round-off.
 
+For a discrete latent, ``kind="categorical"`` calls ``fn(x, q, params)`` with
+binary x (N, D), a categorical q (N, K) whose rows sum to 1 (exact zeros
+included: 0 · log 0 = 0) and ``params`` = {``logits`` (K, D), ``log_prior``
+(K,)} of a Bernoulli mixture (:class:`scratchvae.exact.BernoulliMixture`),
+and expects the ELBO Σ_k q_k [log π_k + log p(x|k) − log q_k] (eq.6).
+
 Optionally a gradient function ``grad(x, eps, params) -> dict`` with the keys
 of ``params``: the gradient of Σ_n estimate_n with respect to each.
 
@@ -60,6 +66,9 @@ sample each, so the exact properties see L = 1 and only ``unbiased`` sees L > 1.
 - ``iwae_nondecreasing_in_k``: E[L_2K] ≥ E[L_K].
 - ``iwae_gradient`` (only with ``grad``): against central differences of
   your own L_K at fixed noise.
+- ``categorical_below_evidence`` (eq.14), ``categorical_gap_is_kl`` (eq.13)
+  and ``categorical_tight_at_posterior``: the same claims for the mixture,
+  where everything is a finite sum and exact.
 
 Running them
 ------------
@@ -71,7 +80,8 @@ and :func:`scratchvae_iwae` (with ``*_grad``).
 
 Strategies: :func:`linear_gaussian_cases` (parameters, data, noise seed and
 sizes of the linear-Gaussian VAE) and :func:`bernoulli_mixture_cases` (the
-discrete-latent model for binary data, :class:`scratchvae.exact.BernoulliMixture`).
+discrete-latent model for binary data, :class:`scratchvae.exact.BernoulliMixture`,
+with binary data and a categorical q), for your own ``@given`` tests too.
 
 Shape letters: N data points, D data dimensions, J latent dimensions,
 L (or K) samples per data point, R independent replications.
@@ -130,6 +140,12 @@ def _arrays(shape, bound):
     return hnp.arrays(np.float64, shape, elements=st.floats(-bound, bound, **_FLOATS))
 
 
+def _show(a):
+    """An array on one line, 3 significant digits: for counterexamples in a table row."""
+    text = np.array2string(np.asarray(a), precision=3, separator=",", suppress_small=True, max_line_width=10_000)
+    return text.replace("\n", "").replace(", [", ",[")
+
+
 @dataclasses.dataclass
 class Case:
     """One drawn problem: data, parameters of the linear-Gaussian VAE, sizes and a noise seed."""
@@ -157,17 +173,18 @@ class Case:
         J = self.sizes[2]
         return out[:, :J], out[:, J:]
 
+    @property
+    def shape(self):
+        """(N, D, J, L): the sizes a report shows."""
+        return self.sizes + (self.L,)
+
     def describe(self, letter="L"):
         N, D, J = self.sizes
         mu, logvar = self.encode()
         p = self.params
-        def show(a):
-            return np.array2string(np.asarray(a), precision=3, separator=",", suppress_small=True,
-                                   max_line_width=10_000)
-
-        return (f"N={N} D={D} J={J} {letter}={self.L}: x={show(self.x)} W={show(p['dec_W'].T)} "
-                f"b={show(p['dec_b'])} s2={float(np.exp(p['dec_logvar'])):.3g} mu={show(mu)} "
-                f"logvar={show(logvar)}")
+        return (f"N={N} D={D} J={J} {letter}={self.L}: x={_show(self.x)} W={_show(p['dec_W'].T)} "
+                f"b={_show(p['dec_b'])} s2={float(np.exp(p['dec_logvar'])):.3g} mu={_show(mu)} "
+                f"logvar={_show(logvar)}")
 
 
 def best_diagonal_encoder(dec_W, dec_b, dec_logvar):
@@ -224,12 +241,36 @@ def linear_gaussian_cases(draw, samples=(1, MAX_L), max_N=MAX_N, max_D=MAX_D, ma
     return Case(x=x, params=params, L=L, seed=seed, orthogonal=orth, perturbed=moved)
 
 
-@st.composite
-def bernoulli_mixture_cases(draw, max_K=4, max_D=6, max_N=3):
-    """Hypothesis strategy: (model, x, q) for the discrete latent of :class:`scratchvae.exact.BernoulliMixture`.
+@dataclasses.dataclass
+class MixtureCase:
+    """One drawn problem of the discrete latent: a Bernoulli mixture, binary data and a categorical q."""
 
-    model : BernoulliMixture with logits in [-4, 4] and a normalized prior;
-    x : (N, D) binary data; q : (N, K) rows of a categorical q (zeros allowed).
+    model: BernoulliMixture
+    x: np.ndarray  # (N, D) binary
+    q: np.ndarray  # (N, K) rows are distributions, exact zeros allowed
+
+    @property
+    def params(self):
+        return dict(logits=np.array(self.model.logits), log_prior=np.array(self.model.log_prior))
+
+    @property
+    def shape(self):
+        """(N, D, K): the sizes a report shows."""
+        return self.x.shape + (self.model.K,)
+
+    def describe(self, letter="K"):
+        N, D, K = self.shape
+
+        return (f"N={N} D={D} K={K}: x={_show(self.x)} logits={_show(self.model.logits)} "
+                f"prior={_show(np.exp(self.model.log_prior))} q={_show(self.q)}")
+
+
+@st.composite
+def bernoulli_mixture_cases(draw, max_K=4, max_D=4, max_N=3, at_posterior=None):
+    """Hypothesis strategy: a :class:`MixtureCase` of :class:`scratchvae.exact.BernoulliMixture`.
+
+    Logits in [-4, 4], a normalized prior, binary x and a categorical q with
+    exact zeros (they shrink to zero), or q = p(k|x) when ``at_posterior``.
     """
     K = draw(st.integers(1, max_K))
     D = draw(st.integers(1, max_D))
@@ -237,10 +278,16 @@ def bernoulli_mixture_cases(draw, max_K=4, max_D=6, max_N=3):
     logits = draw(_arrays((K, D), 4.0))
     a = draw(_arrays((K,), 3.0))
     log_prior = a - (a.max() + np.log(np.sum(np.exp(a - a.max()))))
+    model = BernoulliMixture(logits, log_prior)
     x = draw(hnp.arrays(np.float64, (N, D), elements=st.sampled_from([0.0, 1.0])))
-    w = draw(hnp.arrays(np.float64, (N, K), elements=st.floats(0.0, 1.0, **_FLOATS)))
-    w[np.arange(N), np.argmax(w, axis=1)] += 1.0  # no all-zero row
-    return BernoulliMixture(logits, log_prior), x, w / w.sum(axis=1, keepdims=True)
+    post = draw(st.booleans()) if at_posterior is None else at_posterior
+    if post:
+        q = model.posterior(x)
+    else:
+        w = draw(hnp.arrays(np.float64, (N, K), elements=st.floats(0.0, 1.0, **_FLOATS)))
+        w[np.arange(N), np.argmax(w, axis=1)] += 1.0  # no all-zero row
+        q = w / w.sum(axis=1, keepdims=True)
+    return MixtureCase(model, x, q)
 
 
 # --------------------------------------------------------------- calling users
@@ -486,7 +533,34 @@ IWAE_PROPERTIES = (
     Property("iwae_gradient", "", "∇L_K matches central differences of L_K at fixed noise",
              linear_gaussian_cases(samples=(1, MAX_K)), _iwae_gradient, needs_grad=True),
 )
-KINDS = {"elbo": ELBO_PROPERTIES, "iwae": IWAE_PROPERTIES}
+def _categorical_elbo(fn, case):
+    return _estimate(fn, case.x, case.q, case.params)
+
+
+def _categorical_below_evidence(fn, case, opt):
+    elbo = _categorical_elbo(fn, case)
+    log_px = case.model.log_evidence(case.x)
+    if np.any(elbo - log_px > opt["rtol"] * _scale(elbo, log_px)):
+        raise PropertyFailure(f"ELBO − log p(x) = {_fmt(elbo - log_px)} > 0")
+
+
+def _categorical_gap_is_kl(fn, case, opt):
+    elbo = _categorical_elbo(fn, case)
+    log_px = case.model.log_evidence(case.x)
+    kl = case.model.kl_to_posterior(case.x, case.q)
+    if np.any(np.abs(log_px - elbo - kl) > opt["rtol"] * _scale(elbo, log_px, kl)):
+        raise PropertyFailure(f"log p(x) − ELBO = {_fmt(log_px - elbo)}, KL(q‖p(k|x)) = {_fmt(kl)}")
+
+
+CATEGORICAL_PROPERTIES = (
+    Property("categorical_below_evidence", "eq.14", "ELBO ≤ log p(x) for every categorical q",
+             bernoulli_mixture_cases(), _categorical_below_evidence),
+    Property("categorical_gap_is_kl", "eq.13", "log p(x) − ELBO = KL(q‖p(k|x)), 0 log 0 = 0",
+             bernoulli_mixture_cases(), _categorical_gap_is_kl),
+    Property("categorical_tight_at_posterior", "eq.13", "ELBO = log p(x) when q = p(k|x)",
+             bernoulli_mixture_cases(at_posterior=True), _categorical_gap_is_kl),
+)
+KINDS = {"elbo": ELBO_PROPERTIES, "iwae": IWAE_PROPERTIES, "categorical": CATEGORICAL_PROPERTIES}
 
 
 def property_names(kind="elbo", grad=False):
@@ -510,7 +584,7 @@ class Result:
     passed: bool
     counterexample: str = ""
     measured: str = ""
-    sizes: tuple = ()  # (N, D, J, L) of the counterexample
+    sizes: tuple = ()  # (N, D, J, L) of the counterexample; (N, D, K) for the categorical kind
     seconds: float = 0.0
 
 
@@ -559,7 +633,7 @@ def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, r
     Parameters
     ----------
     fn : callable (x, eps, params) -> (N,) array-like, see the module docstring.
-    kind : "elbo" or "iwae".
+    kind : "elbo", "iwae" or "categorical".
     grad : optional callable (x, eps, params) -> dict of gradients of Σ_n fn.
     settings : hypothesis.settings or None; None is ``max_examples=100``,
         derandomized. Its ``max_examples`` and ``derandomize`` are honoured.
@@ -609,7 +683,7 @@ def _run(prop, fn, opt, cfg, seed, kind):
     except PropertyFailure as e:
         measured = str(e)
     letter = "K" if kind == "iwae" else "L"
-    return Result(prop.name, prop.equation, False, case.describe(letter), measured, case.sizes + (case.L,), seconds)
+    return Result(prop.name, prop.equation, False, case.describe(letter), measured, case.shape, seconds)
 
 
 def assert_passes(fn, kind="elbo", **kw):
