@@ -40,8 +40,8 @@ and expects the ELBO Σ_k q_k [log π_k + log p(x|k) − log q_k] (eq.6).
 Optionally a gradient function ``grad(x, eps, params) -> dict`` with the keys
 of ``params``: the gradient of Σ_n estimate_n with respect to each.
 
-The properties (``ELBO_PROPERTIES``, ``IWAE_PROPERTIES``)
-----------------------------------------------------------
+The properties (``ELBO_PROPERTIES``, ``IWAE_PROPERTIES``, ``CATEGORICAL_PROPERTIES``)
+------------------------------------------------------------------------------------
 Expectations over the noise are taken exactly, not sampled: for this model a
 correct estimate is a quadratic function of ε, so its average over the 2J
 points ε = ±√J e_j (which share the first two moments of N(0, I)) is its
@@ -654,6 +654,9 @@ def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, r
         unknown = set(only) - {p.name for p in _properties(kind)}
         if unknown:
             raise ValueError(f"unknown properties {sorted(unknown)} for kind {kind!r}")
+        no_grad = [p.name for p in _properties(kind) if p.needs_grad and p.name in only and grad is None]
+        if no_grad:
+            raise ValueError(f"property {no_grad[0]} needs a gradient function: pass grad=")
         props = [p for p in props if p.name in only]
     opt = dict(rtol=rtol, grad=grad)
     cfg = _settings(settings, examples, seed)
