@@ -162,6 +162,8 @@ def build_parser():
     pt.add_argument("--examples", type=_positive_int, default=100, metavar="N", help="examples per property")
     pt.add_argument("--seed", type=int, default=None,
                     help="search with this seed (default: derandomized, the same examples every run)")
+    pt.add_argument("--rtol", type=_number, default=1e-8,
+                    help="relative tolerance of the exact properties: float64 round-off; about 1e-4 for float32 code")
 
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
@@ -292,7 +294,9 @@ def cmd_proptest(args):
                          "(or pip install 'scratchvae[test]')") from None
     fn = proptest.load_function(args.target)
     grad = proptest.load_function(args.grad) if args.grad else None
-    report = proptest.check(fn, args.kind, grad=grad, examples=args.examples, seed=args.seed)
+    if not 0 < args.rtol < 1:
+        raise UsageError(f"scratchvae proptest: error: --rtol must be in (0, 1), got {args.rtol}")
+    report = proptest.check(fn, args.kind, grad=grad, examples=args.examples, seed=args.seed, rtol=args.rtol)
     print(report.table())
     return 0 if report.passed else 1
 

@@ -64,6 +64,21 @@ def test_an_elbo_with_a_sampled_kl_passes_too():
     assert report.passed, report.table()
 
 
+def in_float32(fn):
+    def fn32(x, eps, params):
+        return fn(x.astype(np.float32), eps.astype(np.float32), {k: v.astype(np.float32) for k, v in params.items()})
+    return fn32
+
+
+def test_float32_code_needs_the_looser_rtol_and_bugs_still_show_through_it():
+    # float32 round-off (~1e-7 relative) is far above the float64 default, and far below a slip of a term
+    assert not proptest.check(in_float32(gallery.elbo), "elbo", examples=N_EXAMPLES).passed
+    report = proptest.check(in_float32(gallery.elbo), "elbo", examples=N_EXAMPLES, rtol=1e-4)
+    assert report.passed, report.table()
+    buggy = proptest.check(in_float32(gallery.elbo_no_log_2pi), "elbo", examples=N_EXAMPLES, rtol=1e-4)
+    assert buggy.failures[0].name == "elbo_below_evidence"
+
+
 # ------------------------------------------------------------ the gallery bugs
 @pytest.mark.parametrize("bug", list(gallery.BUGS))
 def test_every_gallery_bug_is_caught_on_its_property_with_a_minimal_counterexample(bug):
@@ -309,6 +324,30 @@ def test_command_bad_target_is_one_line_and_exit_2(target, message, capsys):
     assert main(["proptest", target]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
+
+
+FLOAT32_ELBO = """
+import numpy as np
+
+def elbo(x, eps, p):
+    x, eps, p = x.astype(np.float32), eps.astype(np.float32), {k: v.astype(np.float32) for k, v in p.items()}
+    h = x @ p["enc_W"] + p["enc_b"]
+    mu, logvar = np.split(h, 2, axis=1)
+    z = mu + np.exp(0.5 * logvar) * eps
+    r2 = (x - z @ p["dec_W"] - p["dec_b"]) ** 2
+    recon = -0.5 * np.sum(np.log(2 * np.pi) + p["dec_logvar"] + r2 * np.exp(-p["dec_logvar"]), axis=-1)
+    return recon.mean(axis=0) - 0.5 * np.sum(mu**2 + np.exp(logvar) - logvar - 1, axis=1)
+"""
+
+
+def test_command_rtol_admits_float32_code_and_rejects_nonsense(tmp_path, capsys):
+    (tmp_path / "f32_elbo.py").write_text(FLOAT32_ELBO)
+    target = f"{tmp_path / 'f32_elbo.py'}:elbo"
+    assert main(["proptest", target, "--examples", "20"]) == 1  # float32 round-off is above the float64 default
+    assert main(["proptest", target, "--examples", "20", "--rtol", "1e-4"]) == 0
+    capsys.readouterr()
+    assert main(["proptest", target, "--rtol", "2"]) == 2
+    assert "--rtol" in capsys.readouterr().err
 
 
 def test_command_says_how_to_install_hypothesis_when_it_is_missing(monkeypatch, capsys):
