@@ -361,6 +361,14 @@ def test_command_says_how_to_install_hypothesis_when_it_is_missing(monkeypatch, 
     assert len(err.strip().splitlines()) == 1 and "pip install" in err and "hypothesis" in err
 
 
+def test_command_help_states_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["proptest", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.count("(default:") == 5 and "(default: None)" not in out
+
+
 def test_the_package_and_its_other_commands_do_not_need_hypothesis():
     code = ("import sys; sys.modules['hypothesis'] = None; import scratchvae; from scratchvae import cli; "
             "cli.build_parser(); sys.exit(cli.main(['proptest', 'scratchvae.proptest:scratchvae_elbo']))")
