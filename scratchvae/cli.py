@@ -1,4 +1,4 @@
-"""The ``scratchvae`` command: ``train``, ``evaluate``, ``gradcheck`` and ``datasets``.
+"""The ``scratchvae`` command: ``train``, ``evaluate``, ``gradcheck``, ``datasets`` and ``proptest``.
 
 Bad input (unknown options, wrong values, unreadable files) ends with a
 one-line message on stderr and exit code 2, never a traceback.
@@ -168,6 +168,25 @@ def build_parser():
                    help="data set the model is for (default: the one the file names)")
     i.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
 
+    pt = sub.add_parser("proptest", help="property-test anyone's ELBO or IWAE bound against exact-evidence models",
+                        description="Runs the properties of scratchvae.proptest (eq.13, eq.14, eq.20, the IWAE "
+                                    "bound) on FUNCTION(x, eps, params) -> one estimate per data point, and prints "
+                                    "each property's verdict with the shrunk counterexample; exits 1 when any "
+                                    "fails. See docs/proptest.md.")
+    pt.add_argument("target", metavar="MODULE:FUNCTION", help="the estimate to test (a module or a path/to/file.py)")
+    pt.add_argument("--kind", choices=["elbo", "iwae", "categorical"], default="elbo",
+                    help="what FUNCTION returns: the ELBO of eq.20, the bound L_K, or the ELBO of a categorical q "
+                         "(default: elbo)")
+    pt.add_argument("--grad", default=None, metavar="MODULE:FUNCTION",
+                    help="its gradient (a dict like params), checked against central differences (default: none)")
+    pt.add_argument("--examples", type=_positive_int, default=100, metavar="N",
+                    help="examples per property (default: 100)")
+    pt.add_argument("--seed", type=int, default=None,
+                    help="search with this seed (default: derandomized, the same examples every run)")
+    pt.add_argument("--rtol", type=_number, default=1e-8,
+                    help="relative tolerance of the exact properties (default: 1e-8, float64 round-off; "
+                         "about 1e-4 suits float32 code)")
+
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
                                    "'datasets download NAME' fetches the canonical files, verifies their "
@@ -309,8 +328,25 @@ def cmd_import(args):
     return 0
 
 
+def cmd_proptest(args):
+    try:
+        from . import proptest
+    except ImportError as e:
+        if (e.name or "").split(".")[0] != "hypothesis":
+            raise
+        raise UsageError("scratchvae proptest: error: it needs hypothesis: pip install 'hypothesis>=6.80' "
+                         "(or pip install 'scratchvae[test]')") from None
+    if not 0 < args.rtol < 1:
+        raise UsageError(f"scratchvae proptest: error: --rtol must be in (0, 1), got {args.rtol}")
+    fn = proptest.load_function(args.target)
+    grad = proptest.load_function(args.grad) if args.grad else None
+    report = proptest.check(fn, args.kind, grad=grad, examples=args.examples, seed=args.seed, rtol=args.rtol)
+    print(report.table())
+    return 0 if report.passed else 1
+
+
 COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_evaluate, "datasets": cmd_datasets,
-            "export": cmd_export, "import": cmd_import}
+            "export": cmd_export, "import": cmd_import, "proptest": cmd_proptest}
 
 
 def main(argv=None):

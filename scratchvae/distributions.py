@@ -65,12 +65,43 @@ def reparameterize_backward(dz, cache):
 
 
 # ----------------------------------------------------------------- Gaussian KL
+def gaussian_kl_diag_terms(mu0, logvar0, mu1=None, logvar1=None):
+    """KL( N(μ0, e^{v0}) ‖ N(μ1, e^{v1}) ) per dimension, elementwise with broadcasting.
+
+    The one home of the diagonal-Gaussian KL: :func:`gaussian_kl_forward`,
+    :func:`gaussian_kl_per_dim` and :func:`scratchvae.exact.gaussian_kl_diag`
+    all reduce this.
+
+    Parameters
+    ----------
+    mu0, logvar0 : arrays, the mean and log-variance of the first Gaussian (q).
+    mu1, logvar1 : arrays broadcastable against them, or None for the standard
+        normal N(0, 1) of eq.19 (then no operation touches them, so the
+        result keeps the dtype of ``mu0`` and ``logvar0``).
+
+    Returns
+    -------
+    kl : array of the broadcast shape, one term per dimension.
+
+    Notes
+    -----
+    With r = v0 − v1 (the log of the variance ratio) and d = μ0 − μ1:
+    KL = ½ [ d² e^{−v1} + e^{r} − r − 1 ], which for μ1 = 0, v1 = 0 is
+    ½ ( μ² + e^v − v − 1 ), the analytic KL of eq.17 with eq.18, eq.19.
+    """
+    d = mu0 if mu1 is None else mu0 - mu1
+    r = logvar0 if logvar1 is None else logvar0 - logvar1
+    d2 = d * d if logvar1 is None else d * d * np.exp(-logvar1)
+    return 0.5 * (d2 + np.exp(r) - r - 1)
+
+
 def gaussian_kl_forward(mu, logvar):
     """Analytic KL( N(μ, diag e^v) ‖ N(0, I) ) per data point (eq.17 with eq.18, eq.19).
 
     Notes
     -----
-    KL = ½ Σ_j ( μ_j² + e^{v_j} − v_j − 1 ).
+    KL = ½ Σ_j ( μ_j² + e^{v_j} − v_j − 1 ), the sum over J of
+    :func:`gaussian_kl_diag_terms` against the standard normal.
 
     Parameters
     ----------
@@ -81,9 +112,8 @@ def gaussian_kl_forward(mu, logvar):
     kl : (N,) array
     cache : tuple
     """
-    var = np.exp(logvar)  # (N, J)
-    kl = 0.5 * (mu * mu + var - logvar - 1).sum(axis=-1)  # (N,)
-    return kl, (mu, var)
+    kl = gaussian_kl_diag_terms(mu, logvar).sum(axis=-1)  # (N,)
+    return kl, (mu, logvar)
 
 
 def gaussian_kl_backward(dkl, cache):
@@ -97,14 +127,14 @@ def gaussian_kl_backward(dkl, cache):
     -------
     dmu, dlogvar : (N, J) arrays
     """
-    mu, var = cache
+    mu, logvar = cache
     d = dkl[..., None]
-    return d * mu, d * (0.5 * (var - 1))
+    return d * mu, d * (0.5 * (np.exp(logvar) - 1))
 
 
 def gaussian_kl_per_dim(mu, logvar):
-    """The terms of the analytic KL before the sum over J: (N, J)."""
-    return 0.5 * (mu * mu + np.exp(logvar) - logvar - 1)
+    """The terms of the analytic KL before the sum over J: (N, J) (:func:`gaussian_kl_diag_terms`)."""
+    return gaussian_kl_diag_terms(mu, logvar)
 
 
 def log_normal(x, mean, logvar):

@@ -3,7 +3,7 @@
 A linear VAE (no hidden layers, identity activation, Gaussian likelihood with
 fixed variance s²) *is* the linear-Gaussian model of MATH.md once its decoder
 weights are set to (W, b): its encoder then gives some diagonal q, and
-``scratchvae.bounds.LinearGaussian`` gives log p(x), the posterior and the
+``scratchvae.exact.LinearGaussian`` gives log p(x), the posterior and the
 closed-form ELBO. Each property also runs against a deliberately broken
 variant, which must fail it.
 """
@@ -13,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 
 from scratchvae import VAE, VAEConfig
 from scratchvae import distributions as dist
-from scratchvae.bounds import LinearGaussian, log_mean_exp
+from scratchvae.bounds import log_mean_exp
+from scratchvae.exact import LinearGaussian
+from scratchvae.proptest import best_diagonal_encoder
 
 Z_TOL = 5.0  # standard errors allowed in Monte Carlo comparisons (false alarm below 1e-6)
 REL_EXACT = 1e-9
@@ -46,11 +48,8 @@ def random_case(seed, orthogonal=False):
 
 
 def posterior_encoder(lg):
-    """Encoder weights that make q the exact posterior (possible when Wᵀ W is diagonal)."""
-    mean_map = np.linalg.solve(lg.M, lg.W.T)  # (J, D): μ = M⁻¹ Wᵀ (x − b)
-    enc_W = np.concatenate([mean_map.T, np.zeros((lg.D, lg.J))], axis=1)
-    enc_b = np.concatenate([-mean_map @ lg.b, np.log(lg.s2 / np.diag(lg.M))])
-    return enc_W, enc_b
+    """Encoder weights of the best diagonal q: the exact posterior when Wᵀ W is diagonal."""
+    return best_diagonal_encoder(lg.W.T, lg.b, np.log(lg.s2))
 
 
 # ------------------------------------------------------------------------------------- eq.13

@@ -22,6 +22,31 @@ def test_kl_worked_by_hand():
     np.testing.assert_allclose(kl, [0.5 + 0.5 * (1 - np.log(2.0))], rtol=1e-14)
 
 
+def test_kl_between_two_diagonal_gaussians_worked_by_hand():
+    # KL(N(1, 1) ‖ N(0, 2)) = ½ [ 1²/2 + 1/2 − (0 − log 2) − 1 ] = ½ log 2, per dimension
+    kl = dist.gaussian_kl_diag_terms(np.array([1.0]), np.array([0.0]), np.array([0.0]), np.array([np.log(2.0)]))
+    np.testing.assert_allclose(kl, [0.5 * np.log(2.0)], rtol=1e-14)
+    # the same Gaussians twice: zero; the roles swapped: KL(N(0, 2) ‖ N(1, 1)) = ½ (1 + 2 − log 2 − 1)
+    assert dist.gaussian_kl_diag_terms(np.array([0.3]), np.array([0.7]), np.array([0.3]), np.array([0.7]))[0] == 0.0
+    np.testing.assert_allclose(dist.gaussian_kl_diag_terms(np.array([0.0]), np.array([np.log(2.0)]),
+                                                           np.array([1.0]), np.array([0.0])),
+                               [0.5 * (2.0 - np.log(2.0))], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_analytic_kl_is_the_general_one_against_the_standard_normal(dtype):
+    # one formula: the model's KL (eq.17), its per-dimension terms and the general diagonal KL against N(0, I)
+    rng = np.random.default_rng(3)
+    mu, logvar = rng.standard_normal((4, 3)).astype(dtype), (2 * rng.standard_normal((4, 3))).astype(dtype)
+    prior = dist.gaussian_kl_diag_terms(mu, logvar)
+    assert prior.dtype == dtype  # the standard-normal special case never promotes float32
+    general = dist.gaussian_kl_diag_terms(mu, logvar, np.zeros(3, dtype), np.zeros(3, dtype))
+    np.testing.assert_allclose(general, prior, rtol=2 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(dist.gaussian_kl_per_dim(mu, logvar), prior)
+    kl, _ = dist.gaussian_kl_forward(mu, logvar)
+    np.testing.assert_array_equal(kl, prior.sum(axis=-1))
+
+
 @given(n=dims, j=dims, seed=seeds)
 def test_kl_is_nonnegative(n, j, seed):
     rng = rng_from(seed)

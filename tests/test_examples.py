@@ -1,4 +1,4 @@
-"""Smoke tests of examples/: each script runs with --tiny and its numbers say what it claims.
+"""Smoke tests of examples/: each script runs with --tiny (--quick) and its numbers say what it claims.
 
 Each example is loaded from its file and run once per module (``main([...,
 "--tiny", "--out", tmp])``); the tests then assert on the numbers it returned.
@@ -9,6 +9,8 @@ standard errors, so they hold for any seed.
 import importlib.util
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -174,3 +176,40 @@ def test_dirac_delta_beta_zero_collapses_the_variance(dirac_delta):
         assert r["active_units"] == sum(a > 0.01 for a in r["activity"])
         assert r["test_bits_per_pixel"] == pytest.approx(-r["test_elbo"] / (64 * math.log(2)))
     assert_png(res["png"], out)
+
+
+# ------------------------------------------------------- proptest_gallery.py
+@pytest.fixture(scope="module")
+def gallery():
+    return load("proptest_gallery").main(["--quick"])
+
+
+def test_gallery_catches_every_bug_on_its_property_and_passes_the_correct_ones(gallery):
+    rows = {r["name"]: r for r in gallery}
+    bugs = load("proptest_gallery").BUGS
+    assert set(rows) == set(bugs) | {"correct_elbo", "correct_iwae"}
+    for kind in ("elbo", "iwae"):
+        assert rows[f"correct_{kind}"]["failing"] == []
+    for name, (_, kind, expected) in bugs.items():
+        r = rows[name]
+        assert r["caught_by"] == expected, (name, r["failing"])
+        assert r["size"][:3] == (1, 1, 1) and r["counterexample"] and r["measured"]
+
+
+def test_gallery_table_has_a_row_per_implementation(gallery, capsys):
+    table = load("proptest_gallery").format_gallery(gallery)
+    lines = table.splitlines()
+    assert lines[0].split() == ["bug", "caught", "by", "counterexample", "size", "seconds"]
+    assert sum("passes every property" in line for line in lines) == 2
+    assert sum("N=1 D=1 J=1" in line for line in lines[2:11]) == 7
+
+
+# -------------------------------------------- proptest_torch.py, proptest_jax.py
+@pytest.mark.parametrize("name, module", [("proptest_torch", "torch"), ("proptest_jax", "jax")])
+def test_framework_examples_say_in_one_line_when_the_framework_is_missing(name, module):
+    # CI has neither PyTorch nor JAX: the script must say so and exit 2, not trace back
+    code = (f"import sys, runpy; sys.modules[{module!r}] = None; sys.argv = [{name!r}]; "
+            f"runpy.run_path({os.path.join(EXAMPLES, name + '.py')!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "not installed" in r.stderr
