@@ -153,7 +153,7 @@ def plot(path, ts, one, hist, ppca_ll):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 6.0))
 
     ax = axes[0]
     log_px, elbo, kl = one
@@ -166,7 +166,7 @@ def plot(path, ts, one, hist, ppca_ll):
     ax.set_ylabel("nats (one data point)")
     ax.set_title("eq.13: log p(x) = ELBO + KL(q ‖ p(z|x)) for every q", fontsize=10)
     ax.set_ylim(elbo.min() - 0.1 * (log_px - elbo.min()), log_px + 0.15 * (log_px - elbo.min()))
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
 
     ax = axes[1]
     steps = np.array(hist["step"])
@@ -179,7 +179,7 @@ def plot(path, ts, one, hist, ppca_ll):
     ax.set_xlabel("Adam step (full batch)")
     ax.set_ylabel("nats per data point")
     ax.set_title("a linear VAE trained with scratchvae reaches the PPCA optimum", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
 
     ax = axes[2]
     ev = np.array(hist["eval_step"])
@@ -195,9 +195,9 @@ def plot(path, ts, one, hist, ppca_ll):
     ax.set_xlabel("Adam step")
     ax.set_ylabel("nats per data point")
     ax.set_title("the gap and its two parts (eq.13)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
 
-    fig.tight_layout()
+    fig.tight_layout()  # the legends sit under their axes, clear of the data
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

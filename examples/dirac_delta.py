@@ -1,4 +1,4 @@
-"""Without the KL term the encoder collapses to a Dirac delta (figure 4, eq.17).
+"""Without the KL term the encoder collapses to a Dirac delta (eq.17).
 
 eq.17 splits the ELBO into a reconstruction term E_q[log p(x|z)] and
 −KL( q(z|x) ‖ p(z) ). The reconstruction term alone prefers a q(z|x) with no
@@ -92,7 +92,7 @@ def plot(path, runs, logvars):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
     colors = {0.0: "C3", 1.0: "C0"}
 
     ax = axes[0]
@@ -106,7 +106,7 @@ def plot(path, runs, logvars):
     ax.set_xlabel("encoder log-variance v = log σ² (test points × latent dims)")
     ax.set_ylabel("count")
     ax.set_title("without the KL term q(z|x) shrinks toward a Dirac δ", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     J = len(runs[BETAS[0]]["kl_per_dimension"])
     idx = np.arange(J)
@@ -121,7 +121,7 @@ def plot(path, runs, logvars):
     ax.set_ylabel("KL(q(z_j|x) ‖ N(0, 1)), nats per data point")
     ax.set_title("KL per latent dimension, averaged over test points (eq.17)", fontsize=10)
     ax.set_xticks(idx)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     ax = axes[2]
     for i, beta in enumerate(BETAS):
@@ -134,9 +134,9 @@ def plot(path, runs, logvars):
     ax.set_ylabel("A_u = Var_x(E_q[u])")
     ax.set_title("active units (Burda et al. 2015)", fontsize=10)
     ax.set_xticks(idx)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
-    fig.tight_layout()
+    fig.tight_layout()  # the legends sit under their axes, clear of the data
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,6 +1,6 @@
 """Jensen's inequality and the gap it leaves: eq.5, eq.6, eq.13 and the bound L_K.
 
-Figures 2-3 of the source, with numbers:
+The steps from eq.5 to eq.6 and eq.13 of docs/MATH.md, with numbers:
 
 1. A convex function f(x) = −log x, two points and their chord: the chord lies
    above the curve, so f(E[x]) ≤ E[f(x)]. Flipping the sign, log E[x] ≥ E[log x]
@@ -139,7 +139,7 @@ def plot(path, chord, log_w_sample, res):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
 
     # panel 1: a convex curve and a chord above it
     ax = axes[0]
@@ -156,7 +156,7 @@ def plot(path, chord, log_w_sample, res):
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
     ax.set_title("Jensen's inequality, λ = ½ (eq.6: log E[w] ≥ E[log w])", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     # panel 2: the Jensen gap on a model with exact log p(x)
     ax = axes[1]
@@ -174,7 +174,7 @@ def plot(path, chord, log_w_sample, res):
     ax.set_xlabel("nats")
     ax.set_ylabel("density")
     ax.set_title("the Jensen gap for a linear-Gaussian model and a diagonal q (eq.13)", fontsize=10)
-    ax.legend(fontsize=8, loc="center left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     # panel 3: L_K climbing toward log p(x)
     ax = axes[2]
@@ -190,9 +190,9 @@ def plot(path, chord, log_w_sample, res):
     ax.set_xlabel("K, importance samples")
     ax.set_ylabel("nats per data point")
     ax.set_title("importance-weighted bound L_K against K", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
-    fig.tight_layout()
+    fig.tight_layout()  # the legends sit under their axes, clear of the data
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""The reparameterization trick against the score-function estimator (figure 5).
+"""The reparameterization trick against the score-function estimator (eq.25-eq.28).
 
 We want the gradient of E_{q(z)}[f(z)] with respect to the parameters of
 q = N(μ, diag e^v) (eq.18). Two unbiased Monte Carlo estimators, from L
@@ -153,7 +153,7 @@ def plot(path, counts, table, first, exact_mu):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
     Ls = np.array(counts, dtype=float)
     styles = {ESTIMATORS[0]: ("C0", "o"), ESTIMATORS[1]: ("C3", "s"), ESTIMATORS[2]: ("C1", "^")}
     for ax, key, what in ((axes[0], "var_mu", "∇_μ"), (axes[1], "var_logvar", "∇_v  (v = log σ²)")):
@@ -165,7 +165,7 @@ def plot(path, counts, table, first, exact_mu):
         ax.set_xlabel("L, samples per estimate")
         ax.set_ylabel("total variance (trace of the covariance)")
         ax.set_title(f"variance of the estimate of {what} E_q[f]", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     ax = axes[2]
     a, b = first[ESTIMATORS[1]][:, 0], first[ESTIMATORS[0]][:, 0]
@@ -177,9 +177,9 @@ def plot(path, counts, table, first, exact_mu):
     ax.set_xlabel("one-sample estimate of ∂ E_q[f] / ∂μ₁")
     ax.set_ylabel("density")
     ax.set_title("both are unbiased; one is far more spread out", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
-    fig.tight_layout()
+    fig.tight_layout()  # the legends sit under their axes, clear of the data
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

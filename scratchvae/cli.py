@@ -74,6 +74,7 @@ def build_parser():
     from .presets import PRESETS
 
     p = Parser(prog="scratchvae", description="A variational autoencoder with hand-written gradients.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {sys.modules[__package__].__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 

@@ -29,11 +29,20 @@ import numpy as np
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 BINARIZATIONS = ("dynamic", "static", "none")
 STATIC_SEED = 20131220  # the date of Kingma & Welling's arXiv v1; any fixed value would do
+DIGIT_NAMES = tuple(str(k) for k in range(10))
+# The ten classes of Fashion-MNIST in label order (Xiao, Rasul & Vollgraf 2017).
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASS_NAMES = {"mnist": DIGIT_NAMES, "fashion-mnist": FASHION_NAMES}
 
 
 @dataclasses.dataclass
 class Dataset:
-    """Images as integers in [0, max_value], flattened to (N, D), with labels."""
+    """Images as integers in [0, max_value], flattened to (N, D), with labels.
+
+    ``class_names[k]`` names label k (for legends); None when the set has no
+    labels or their names are not known.
+    """
 
     name: str
     train_x: np.ndarray
@@ -42,6 +51,7 @@ class Dataset:
     test_y: np.ndarray
     image_shape: tuple
     max_value: int
+    class_names: tuple = None
 
     @property
     def data_dim(self):
@@ -62,7 +72,8 @@ def load_digits():
         raise ValueError(f"{path}: expected 1797 rows of 65 values, got {table.shape}")
     images, labels = table[:, :64], table[:, 64]
     test = np.arange(len(table)) % 6 == 5
-    return Dataset("digits", images[~test], labels[~test], images[test], labels[test], (8, 8), 16)
+    return Dataset("digits", images[~test], labels[~test], images[test], labels[test], (8, 8), 16,
+                   DIGIT_NAMES)
 
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -120,7 +131,7 @@ def load_idx_dataset(name, data_dir=None):
         if labels.ndim != 1 or len(labels) != len(images):
             raise DataFileError(f"{p}: {len(images)} images but {labels.shape} labels")
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731  (a view, no copy)
-    return Dataset(name, flat(train_x), train_y, flat(test_x), test_y, (28, 28), 255)
+    return Dataset(name, flat(train_x), train_y, flat(test_x), test_y, (28, 28), 255, CLASS_NAMES[name])
 
 
 def load_binarized_mnist(data_dir=None):

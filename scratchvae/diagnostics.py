@@ -3,13 +3,13 @@
 What lives here, with the equations of ``MATH.md`` it reads off:
 
 - :func:`kl_per_dimension`: the analytic KL( q(z|x) ‖ p(z) ) of eq.17 with
-  eq.18/eq.19, kept per latent dimension and averaged over data points, so a
+  eq.18/eq.19 (eq.23), kept per latent dimension and averaged over data points, so a
   dimension that carries no information (KL ≈ 0, q(z_j|x) = p(z_j)) stands out.
-- :func:`active_units`: the criterion of Burda et al. 2015: a unit u is active
-  when A_u = Cov_x( E_{q(u|x)}[u] ) > 0.01, i.e. its encoder mean moves with x.
+- :func:`active_units`: the criterion of Burda et al. 2015 (eq.45): a unit u is
+  active when A_u = Cov_x( E_{q(u|x)}[u] ) > 0.01, i.e. its encoder mean moves with x.
 - :func:`bits_per_dim`: a log-likelihood (or a bound on one, such as the
   ELBO of eq.14) in nats per data point, turned into a negative
-  log-likelihood in bits per data dimension.
+  log-likelihood in bits per data dimension (eq.46).
 - :func:`encoder_stats`: μ and v = log σ² of q(z|x) (eq.18) over a whole data
   set, encoded in batches.
 

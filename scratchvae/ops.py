@@ -14,7 +14,7 @@ LEAKY_SLOPE = 0.01
 
 # --------------------------------------------------------------------- dense
 def dense_forward(x, W, b):
-    """Affine map ``out = x @ W + b``.
+    """Affine map ``out = x @ W + b`` (eq.37 of MATH.md).
 
     Parameters
     ----------
@@ -36,7 +36,7 @@ def dense_backward(dout, cache):
 
     Notes
     -----
-    dx = dout Wᵀ,  dW = xᵀ dout,  db = Σ_n dout[n].
+    dx = dout Wᵀ,  dW = xᵀ dout,  db = Σ_n dout[n]  (eq.38).
 
     Returns
     -------
@@ -52,7 +52,7 @@ def dense_backward(dout, cache):
 # --------------------------------------------------------------- activations
 # Each activation is a forward ``f(a) -> h`` and a backward
 # ``(dh, a, h) -> da`` that uses whichever of the input ``a`` or the cached
-# output ``h`` gives the derivative most cheaply (sigmoid: h(1-h), tanh: 1-h²).
+# output ``h`` gives the derivative most cheaply (sigmoid: h(1-h), tanh: 1-h²; eq.39).
 
 def _relu(a):
     return np.maximum(a, 0)
@@ -79,7 +79,7 @@ def _tanh_back(dh, a, h):
 
 
 def sigmoid(a):
-    """Logistic function 1 / (1 + e^{-a}), stable for large |a|."""
+    """Logistic function 1 / (1 + e^{-a}), stable for large |a| (eq.40)."""
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
@@ -89,7 +89,7 @@ def _sigmoid_back(dh, a, h):
 
 
 def softplus(a):
-    """softplus(a) = log(1 + e^a), stable: max(a, 0) + log1p(e^{-|a|})."""
+    """softplus(a) = log(1 + e^a), stable: max(a, 0) + log1p(e^{-|a|}) (eq.40)."""
     return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
 
 
@@ -141,7 +141,7 @@ def activation_forward(name, a):
 
 
 def activation_backward(dh, cache):
-    """Backward of :func:`activation_forward`: ``da = dh * f'(a)``."""
+    """Backward of :func:`activation_forward`: ``da = dh * f'(a)`` (eq.39)."""
     name, a, h = cache
     _, fb = ACTIVATIONS[name]
     return fb(dh, a, h).astype(a.dtype, copy=False)

@@ -15,15 +15,15 @@ def _pyplot():
     return plt
 
 
-def image_grid(images, image_shape, ncols):
-    """Tile (M, D) images into one 2-D array with a one-pixel gap."""
+def image_grid(images, image_shape, ncols, gap=1):
+    """Tile (M, D) images into one 2-D array, ``gap`` white pixels between tiles."""
     h, w = image_shape
     m = len(images)
     nrows = -(-m // ncols)
-    grid = np.ones((nrows * (h + 1) - 1, ncols * (w + 1) - 1))
+    grid = np.ones((nrows * (h + gap) - gap, ncols * (w + gap) - gap))
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
-        grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img.reshape(h, w)
+        grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img.reshape(h, w)
     return grid
 
 
@@ -61,47 +61,75 @@ def samples(path, model, image_shape, n=64):
     return _save(fig, path)
 
 
-def curves(path, history):
-    """Train and test ELBO per epoch, and the test reconstruction and KL terms."""
+def _legend_below(ax, ncol=2):
+    """A legend under the axes, where it cannot cover the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8, frameon=False)
+
+
+def curves_figure(history):
+    """Two panels over integer epochs: ELBO and reconstruction term; KL term (each train and test).
+
+    The KL is a few nats where the reconstruction term is hundreds, so it gets
+    an axis of its own.
+    """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     ep = [r["epoch"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(ep, [r["train_elbo"] for r in history], "o-", label="train ELBO")
-    a.plot(ep, [r["test_elbo"] for r in history], "s-", label="test ELBO")
-    a.set_xlabel("epoch")
-    a.set_ylabel("nats per data point")
-    a.legend()
-    a.grid(alpha=0.3)
-    b.plot(ep, [r["test_recon"] for r in history], "o-", label="test E_q[log p(x|z)]")
-    b.plot(ep, [-r["test_kl"] for r in history], "s-", label="test −KL(q‖p(z))")
-    b.set_xlabel("epoch")
-    b.legend()
-    b.grid(alpha=0.3)
-    fig.suptitle("eq.17: ELBO = reconstruction − KL", fontsize=10)
-    return _save(fig, path)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(ep, [r["train_elbo"] for r in history], "o-", color="C0", label="train ELBO")
+    a.plot(ep, [r["test_elbo"] for r in history], "s-", color="C1", label="test ELBO")
+    a.plot(ep, [r["train_recon"] for r in history], "o--", color="C0", alpha=0.6, label="train E_q[log p(x|z)]")
+    a.plot(ep, [r["test_recon"] for r in history], "s--", color="C1", alpha=0.6, label="test E_q[log p(x|z)]")
+    a.set_title("ELBO and reconstruction term", fontsize=10)
+    b.plot(ep, [r["train_kl"] for r in history], "o-", color="C0", label="train KL(q(z|x) ‖ p(z))")
+    b.plot(ep, [r["test_kl"] for r in history], "s-", color="C1", label="test KL(q(z|x) ‖ p(z))")
+    b.set_title("KL term", fontsize=10)
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per data point")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        _legend_below(ax)
+    fig.suptitle("eq.17: ELBO = reconstruction − KL", fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
-def manifold(path, model, image_shape, n=15, span=2.5):
+def curves(path, history):
+    """Write :func:`curves_figure` to ``path``."""
+    return _save(curves_figure(history), path)
+
+
+def manifold_figure(model, image_shape, n=15, span=2.5):
     """Decoded means on an n×n grid of the 2-D latent space, z in [−span, span]²."""
     plt = _pyplot()
     ticks = np.linspace(-span, span, n)
     z = np.array([[zx, zy] for zy in ticks[::-1] for zx in ticks], dtype=model.dtype)
     imgs = model.mean_image(z)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(image_grid(imgs, image_shape, n), cmap="gray", vmin=0, vmax=1,
-              extent=(-span, span, -span, span))
+    half = span / (n - 1)  # half a tile in z units: each tile's centre sits at the z it decodes
+    ax.imshow(image_grid(imgs, image_shape, n, gap=0), cmap="gray", vmin=0, vmax=1,
+              extent=(-span - half, span + half, -span - half, span + half))
     ax.set_xlabel("z₁")
     ax.set_ylabel("z₂")
-    ax.set_title("learned 2-D latent manifold", fontsize=9)
-    return _save(fig, path)
+    ax.set_title("learned 2-D latent manifold: E[x|z] with each image centred on its z", fontsize=9)
+    return fig
 
 
-def latent_scatter(path, model, source, max_points=5000):
-    """Encoder means μ(x) of test images coloured by label (first two principal axes if J > 2)."""
+def manifold(path, model, image_shape, n=15, span=2.5):
+    """Write :func:`manifold_figure` to ``path``."""
+    return _save(manifold_figure(model, image_shape, n, span), path)
+
+
+def latent_figure(mu, labels=None, class_names=None):
+    """Encoder means (N, J) as points: the plane itself for J = 2, else their first two principal axes.
+
+    With labels, each class has its own colour and a legend entry outside the
+    axes, named by ``class_names[label]`` when given, else by the label.
+    """
     plt = _pyplot()
-    rng = np.random.default_rng(PLOT_SEED)
-    idx = np.arange(min(len(source), max_points))
-    mu, _ = model.encode(source.batch(idx, rng))
+    mu = np.asarray(mu)
     axes_label = ("μ₁", "μ₂")
     if mu.shape[1] > 2:
         centred = mu - mu.mean(axis=0)
@@ -110,16 +138,35 @@ def latent_scatter(path, model, source, max_points=5000):
         axes_label = ("principal axis 1 of μ", "principal axis 2 of μ")
     elif mu.shape[1] == 1:
         mu = np.column_stack([mu[:, 0], np.zeros(len(mu))])
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if source.labels is None:
-        ax.scatter(mu[:, 0], mu[:, 1], s=6)
+        axes_label = ("μ₁", "")
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    size = 12 if len(mu) < 1000 else 4  # points stay visible for 300 digits and distinct for 10,000 images
+    if labels is None:
+        ax.scatter(mu[:, 0], mu[:, 1], s=size, alpha=0.6)
     else:
-        sc = ax.scatter(mu[:, 0], mu[:, 1], c=source.labels[idx], cmap="tab10", s=6)
-        fig.colorbar(sc, ax=ax, label="label")
+        labels = np.asarray(labels)
+        classes = np.unique(labels)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, k in enumerate(classes):
+            sel = labels == k
+            name = class_names[int(k)] if class_names is not None else str(k)
+            ax.scatter(mu[sel, 0], mu[sel, 1], s=size, alpha=0.6, color=cmap(i % cmap.N), label=name)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=12 / size, frameon=False,
+                  title="class", title_fontsize=8)
     ax.set_xlabel(axes_label[0])
     ax.set_ylabel(axes_label[1])
-    ax.set_title("test images in latent space", fontsize=9)
-    return _save(fig, path)
+    ax.set_title("test images in latent space: encoder means μ(x)", fontsize=9)
+    ax.grid(alpha=0.2)
+    return fig
+
+
+def latent_scatter(path, model, source, max_points=5000, class_names=None):
+    """Encoder means μ(x) of test images coloured by class (first two principal axes if J > 2)."""
+    rng = np.random.default_rng(PLOT_SEED)
+    idx = np.arange(min(len(source), max_points))
+    mu, _ = model.encode(source.batch(idx, rng))
+    labels = None if source.labels is None else source.labels[idx]
+    return _save(latent_figure(mu, labels, class_names), path)
 
 
 def write_run_figures(out_dir, model, dataset, test_source, history):
@@ -130,7 +177,7 @@ def write_run_figures(out_dir, model, dataset, test_source, history):
         reconstructions(p("reconstructions.png"), model, test_source, shape),
         samples(p("samples.png"), model, shape),
         curves(p("curves.png"), history),
-        latent_scatter(p("latent.png"), model, test_source),
+        latent_scatter(p("latent.png"), model, test_source, class_names=getattr(dataset, "class_names", None)),
     ]
     if model.config.latent_dim == 2:
         written.append(manifold(p("manifold.png"), model, shape))

@@ -51,3 +51,10 @@ def test_static_binarization_is_fixed():
 def test_bad_binarization():
     with pytest.raises(ValueError, match="unknown binarization"):
         datasets.BatchSource(datasets.load_digits(), "train", "otsu", np.float32)
+
+
+def test_class_names_follow_the_label_order():
+    assert datasets.load_digits().class_names == tuple("0123456789")
+    assert datasets.CLASS_NAMES["mnist"] == tuple("0123456789")
+    names = datasets.CLASS_NAMES["fashion-mnist"]
+    assert len(names) == 10 and names[0] == "T-shirt/top" and names[5] == "Sandal" and names[9] == "Ankle boot"
