@@ -52,7 +52,7 @@ def reparameterize_backward(dz, cache):
 
     Notes
     -----
-    ∂L/∂μ = g,  ∂L/∂v = g ⊙ ε ⊙ ½ exp(v/2)  with g = ∂L/∂z (MATH.md).
+    ∂L/∂μ = g,  ∂L/∂v = g ⊙ ε ⊙ ½ exp(v/2)  with g = ∂L/∂z (MATH.md eq.28).
 
     Returns
     -------

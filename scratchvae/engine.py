@@ -297,7 +297,7 @@ class Engine:
 
         Notes
         -----
-        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k (MATH.md):
+        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k (MATH.md eq.34-eq.36):
         the decoder gets ∂loss/∂ll_k = −w̃_k/N, z_k also gets the prior's
         −z_k, and, with ε fixed, the log-variance gets ½ Σ_k of it from −log q.
 

@@ -326,7 +326,7 @@ class VAE:
         Notes
         -----
         ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k = w_k / Σ_j w_j
-        (MATH.md); see :meth:`scratchvae.engine.Engine.iwae`.
+        (MATH.md eq.34-eq.36); see :meth:`scratchvae.engine.Engine.iwae`.
 
         Returns
         -------

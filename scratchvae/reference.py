@@ -123,7 +123,7 @@ def iwae_weights(bound, dlogw, log_w, scale):
 
 
 def iwae_latent_grad(denc, dz, z, dlogw):
-    """The parts of ∂loss/∂log w that do not go through the decoder (MATH.md, the IWAE gradient).
+    """The parts of ∂loss/∂log w that do not go through the decoder (MATH.md eq.35, eq.36).
 
     dz += dlogw · ∂log N(z; 0, I)/∂z = −dlogw · z (in place), and, with ε held
     fixed, −log q = ½ Σ (log 2π + v + ε²) gives denc = [0 | ½ Σ_k dlogw_k] (written).
