@@ -188,6 +188,26 @@ def build_parser():
                     help="relative tolerance of the exact properties (default: 1e-8, float64 round-off; "
                          "about 1e-4 suits float32 code)")
 
+    sm = sub.add_parser("sample", help="draw images from a trained model: z from the prior, then x given z",
+                        description="Draws z ~ N(0, I) (eq.19) and writes the decoder's mean E[x|z] as an image "
+                                    "grid (PNG) and/or arrays (.npz with z and x); with --draw, x is drawn from "
+                                    "p(x|z) instead of taking its mean.")
+    sm.add_argument("model", metavar="MODEL.npz", help="a checkpoint written by scratchvae train")
+    sm.add_argument("--n", type=_positive_int, default=64, help="how many samples (default: 64)")
+    sm.add_argument("--seed", type=int, default=0, help="seed of z (and of x with --draw) (default: 0)")
+    sm.add_argument("--draw", action="store_true", help="x ~ p(x|z) instead of E[x|z] (default: the mean)")
+    sm.add_argument("--out", default=None, metavar="FILE.png",
+                    help="image grid to write (default: samples-seedS.png beside MODEL.npz, unless --npz alone)")
+    sm.add_argument("--npz", default=None, metavar="FILE.npz", help="also write z (n, J) and x (n, D) as arrays")
+
+    pl = sub.add_parser("plot", help="draw every figure of a run folder again, plus a latent traversal",
+                        description="Reads RUN_DIR/model.npz (its history and data set) and writes "
+                                    "reconstructions.png, samples.png, curves.png, latent.png, manifold.png "
+                                    "(latent size 2) and traversal.png into RUN_DIR (or --out).")
+    pl.add_argument("run", metavar="RUN_DIR", help="a run folder written by scratchvae train")
+    pl.add_argument("--out", default=None, metavar="DIR", help="where to write the figures (default: RUN_DIR)")
+    pl.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
+
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
                                    "'datasets download NAME' fetches the canonical files, verifies their "
@@ -329,6 +349,62 @@ def cmd_import(args):
     return 0
 
 
+def _need_matplotlib(command):
+    from . import plots
+
+    if not plots.available():
+        raise UsageError(f"scratchvae {command}: error: figures need matplotlib: pip install matplotlib")
+
+
+def cmd_sample(args):
+    import numpy as np
+
+    from .train import load_checkpoint
+
+    model, _, state = load_checkpoint(args.model)
+    out = args.out
+    if out is None and args.npz is None:
+        out = os.path.join(os.path.dirname(os.path.abspath(args.model)), f"samples-seed{args.seed}.png")
+    if out is not None:
+        _need_matplotlib("sample")
+    rng = np.random.default_rng(args.seed)
+    z = rng.standard_normal((args.n, model.config.latent_dim), dtype=model.dtype)  # (n, J) from the prior
+    x = model.draw(z, rng) if args.draw else model.mean_image(z)  # (n, D)
+    what = "x ~ p(x|z)" if args.draw else "E[x|z]"
+    if args.npz is not None:
+        np.savez(args.npz, z=z, x=x)
+        print(f"wrote {args.npz}: z {list(z.shape)}, x {list(x.shape)} ({what})")
+    if out is not None:
+        from .datasets import image_shape_of
+        from .plots import sample_grid
+
+        sample_grid(out, x, image_shape_of(state.get("dataset"), model.config.data_dim),
+                    f"{args.n} samples: {what}, z ~ N(0, I), seed {args.seed}")
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot(args):
+    from .datasets import BatchSource, load_dataset
+    from .plots import traversal, write_run_figures
+    from .train import load_checkpoint
+
+    _need_matplotlib("plot")
+    model, _, state = load_checkpoint(os.path.join(args.run, "model.npz"))
+    dataset = load_dataset(state["dataset"], args.data_dir)
+    if dataset.data_dim != model.config.data_dim:
+        raise ValueError(f"the model expects {model.config.data_dim} dimensions, {dataset.name} has {dataset.data_dim}")
+    out = args.out or args.run
+    os.makedirs(out, exist_ok=True)
+    binarize = state.get("binarize", "dynamic") if model.config.likelihood == "bernoulli" else "none"
+    test = BatchSource(dataset, "test", binarize, model.dtype)
+    written = write_run_figures(out, model, dataset, test, state["history"])
+    written.append(traversal(os.path.join(out, "traversal.png"), model, dataset.image_shape))
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_proptest(args):
     try:
         from . import proptest
@@ -347,7 +423,8 @@ def cmd_proptest(args):
 
 
 COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_evaluate, "datasets": cmd_datasets,
-            "export": cmd_export, "import": cmd_import, "proptest": cmd_proptest}
+            "export": cmd_export, "import": cmd_import, "proptest": cmd_proptest, "sample": cmd_sample,
+            "plot": cmd_plot}
 
 
 def main(argv=None):

@@ -209,3 +209,14 @@ class BatchSource:
                 raise ValueError("dynamic binarization needs an rng")
             x = binarize_batch(x, rng)
         return x
+
+
+IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), "binarized-mnist": (28, 28)}
+
+
+def image_shape_of(name, data_dim):
+    """The image shape of data set ``name``; for another, the square that holds ``data_dim`` pixels, or one row."""
+    if name in IMAGE_SHAPES and int(np.prod(IMAGE_SHAPES[name])) == data_dim:
+        return IMAGE_SHAPES[name]
+    side = int(round(data_dim ** 0.5))
+    return (side, side) if side * side == data_dim else (1, data_dim)

@@ -346,6 +346,13 @@ class VAE:
         z = rng.standard_normal((n, self.config.latent_dim), dtype=self.dtype)
         return self.mean_image(z)
 
+    def draw(self, z, rng):
+        """x ~ p_φ(x|z) for latents ``z`` (M, J): Bernoulli(sigmoid(logits)) or N(mean, e^logvar), (M, D)."""
+        out, logvar = self.decode(z)
+        if self.config.likelihood == "bernoulli":
+            return (rng.random(out.shape, dtype=self.dtype) < sigmoid(out)).astype(self.dtype)
+        return out + np.exp(0.5 * logvar) * rng.standard_normal(out.shape, dtype=self.dtype)
+
     def reconstruct(self, x):
         """E[x|z = μ_θ(x)]: the decoder's mean at the encoder's mean, (N, D)."""
         mu, _ = self.encode(x)

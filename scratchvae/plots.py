@@ -6,6 +6,13 @@ import numpy as np
 PLOT_SEED = 7  # which test images and prior samples the figures show
 
 
+def available():
+    """Whether matplotlib can be imported (figures are optional: without it a run writes none)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _pyplot():
     import matplotlib
 
@@ -57,6 +64,45 @@ def samples(path, model, image_shape, n=64):
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(image_grid(imgs, image_shape, int(np.ceil(np.sqrt(n)))), cmap="gray", vmin=0, vmax=1)
     ax.set_title("samples from the prior: E[x|z], z ~ N(0, I)", fontsize=9)
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def traversal(path, model, image_shape, n=9, span=2.5, max_rows=20):
+    """E[x|z] along each latent axis: row j varies z_j over [−span, span], the other coordinates 0 (the prior mean).
+
+    Rows are ordered by the spread of the decoded images along the axis, largest
+    first, so the axes the decoder uses come first; at most ``max_rows`` rows.
+    """
+    plt = _pyplot()
+    J = model.config.latent_dim
+    values = np.linspace(-span, span, n)
+    z = np.zeros((J, n, J), model.dtype)  # (row j, column, J)
+    for j in range(J):
+        z[j, :, j] = values
+    imgs = model.mean_image(z.reshape(J * n, J)).reshape(J, n, -1)
+    spread = imgs.std(axis=1).mean(axis=1)  # how much each axis changes the image
+    order = np.argsort(-spread, kind="stable")[:max_rows]
+    fig, ax = plt.subplots(figsize=(0.7 * n + 1.0, 0.7 * len(order) + 0.6))
+    ax.imshow(image_grid(imgs[order].reshape(len(order) * n, -1), image_shape, n), cmap="gray", vmin=0, vmax=1)
+    h, w = image_shape
+    ax.set_yticks([(h + 1) * i + (h - 1) / 2 for i in range(len(order))], [f"z{j + 1}" for j in order], fontsize=7)
+    ax.set_xticks([(w + 1) * i + (w - 1) / 2 for i in range(n)], [f"{v:+.1f}" for v in values], fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"latent traversal: E[x|z] with z_j from {-span:g} to {span:g}, the rest 0 "
+                 f"(rows by how much they change the image)", fontsize=8)
+    return _save(fig, path)
+
+
+def sample_grid(path, images, image_shape, title):
+    """A grid of (M, D) images in [0, 1] (a roughly square layout) with a title."""
+    plt = _pyplot()
+    ncols = int(np.ceil(np.sqrt(len(images))))
+    fig, ax = plt.subplots(figsize=(5, 5 * (-(-len(images) // ncols)) / ncols + 0.3))
+    ax.imshow(image_grid(np.clip(images, 0, 1), image_shape, ncols), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
     return _save(fig, path)
 
