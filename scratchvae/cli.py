@@ -242,7 +242,7 @@ def cmd_train(args):
     from .datasets import load_dataset
     from .model import VAE, VAEConfig
     from .runs import fresh_run_dir, point_latest
-    from .train import TrainConfig, load_checkpoint, train
+    from .train import TrainConfig, check_run_size, load_checkpoint, train
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
@@ -276,6 +276,7 @@ def cmd_train(args):
             epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
             warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"],
             objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1, backend=args.backend)
+        check_run_size(config, tconfig, len(dataset.train_x))  # before a folder is made for the run
         model = VAE(config, np.random.default_rng(o["seed"]))
         out = args.out or fresh_run_dir()
         history = train(model, dataset, tconfig, out, progress=progress, log=say,
