@@ -276,7 +276,8 @@ def validate_header(header, path):
     arch = header["architecture"]
     _need(isinstance(arch, dict), path, "header.architecture must be an object")
     fields = {f.name for f in dataclasses.fields(VAEConfig)}
-    _need(set(arch) == fields, path, f"header.architecture fields {sorted(set(arch) ^ fields)} are missing or unexpected")
+    _need(set(arch) == fields, path,
+          f"header.architecture fields {sorted(set(arch) ^ fields)} are missing or unexpected")
     for key in ("data_dim", "latent_dim"):
         _int_field(arch, key, path, "architecture", 1, MAX_DIM)
     for key in ("hidden", "decoder_hidden"):
@@ -285,7 +286,7 @@ def validate_header(header, path):
               f"architecture.{key} must be a list of layer widths in [1, {MAX_DIM}], got {str(v)[:60]}")
     for key in ("activation", "likelihood", "gaussian_variance", "dtype"):
         _need(isinstance(arch[key], str), path, f"architecture.{key} must be a string, got {arch[key]!r}")
-    _need(_is_number(arch["fixed_logvar"]), path, f"architecture.fixed_logvar must be a finite number")
+    _need(_is_number(arch["fixed_logvar"]), path, "architecture.fixed_logvar must be a finite number")
     try:
         config = VAEConfig(**{**arch, "hidden": tuple(arch["hidden"]), "decoder_hidden": tuple(arch["decoder_hidden"])})
         check_model_size(config, "its architecture")
@@ -402,7 +403,7 @@ def save_checkpoint(path, model, optimizer, state):
     where = os.fspath(path) + " (not written)"
     _, opt, _ = validate_header(full, where)
     spec = expected_arrays(model.config, opt)
-    _need(set(spec) == set(arrays), where, f"the optimizer state does not fit the model")
+    _need(set(spec) == set(arrays), where, "the optimizer state does not fit the model")
     validate_arrays(arrays, opt, where)
     save(path, header, arrays)
 

@@ -15,7 +15,6 @@ a better one; otherwise training stops with :class:`TrainingDiverged`.
 """
 import dataclasses
 import json
-import os
 import time
 
 import numpy as np
@@ -24,9 +23,9 @@ from . import checkpoint
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (their home is checkpoint.py)
 from .datasets import BatchSource, check_binarize
 from .engine import BACKENDS, FusedStep, default_backend
-from .model import VAE, ELBOTerms, VAEConfig, _check_positive_int
+from .model import ELBOTerms, _check_positive_int
 from .optim import make_optimizer
-from .runs import RunFolder, RunFolderError, os_reason, run_record, record_json, write_atomic
+from .runs import RunFolder, os_reason, record_json, run_record, write_atomic
 
 OBJECTIVES = ("elbo", "iwae")
 EVAL_SEED = 12345  # noise and binarization of the evaluation, the same every epoch

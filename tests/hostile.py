@@ -299,7 +299,6 @@ def _patch_declared_size(path, member, size):
         info = z.getinfo(member)
     local = info.header_offset
     struct.pack_into("<I", data, local + 22, size)
-    cd = data.rfind(b"PK\x01\x02" + bytes(0), 0)
     pos = 0
     while True:
         pos = data.find(b"PK\x01\x02", pos)
@@ -309,7 +308,6 @@ def _patch_declared_size(path, member, size):
         if bytes(data[pos + 46:pos + 46 + n]) == name:
             struct.pack_into("<I", data, pos + 24, size)
         pos += 4
-    del cd
     open(path, "wb").write(bytes(data))
 
 
