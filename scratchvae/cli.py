@@ -48,6 +48,27 @@ def _number(text):
     return value
 
 
+def _nonnegative(text):
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive(text):
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _warmup(text):
+    value = _number(text)
+    if not 0 <= value <= 1e9:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs in [0, 1e9], got {text!r}")
+    return value
+
+
 def _seed(text):
     try:
         value = int(text)
@@ -141,16 +162,16 @@ def build_parser():
     opt("--fixed-logvar", "log-variance of the fixed Gaussian likelihood", type=_number)
     opt("--samples", "Monte Carlo samples z per data point (eq.20)", type=_positive_int, metavar="L")
     opt("--beta", "weight on the KL term; 1 is the ELBO, anything else a weighted objective (not a bound)",
-        type=_number)
+        type=_nonnegative)
     opt("--warmup", "KL warm-up: the KL weight grows linearly from 0 to beta over this many epochs",
-        type=_number, metavar="EPOCHS")
+        type=_warmup, metavar="EPOCHS")
     opt("--binarize", "Bernoulli likelihood only: resample pixels every epoch (dynamic), once with a fixed seed "
         "(static), or keep grey levels (none)", choices=BINARIZATIONS)
     opt("--objective", "training objective: the ELBO of eq.20, or the importance-weighted bound L_K "
         "(Burda et al. 2015)", choices=["elbo", "iwae"])
     opt("--k", "importance samples K of the iwae objective", type=_positive_int, metavar="K")
     opt("--optimizer", "optimizer", choices=list(OPTIMIZERS))
-    opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
+    opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_positive)
     opt("--seed", "seed of the one random generator (weights, batches, noise)", type=_seed)
     opt("--dtype", "floating-point type, end to end", choices=DTYPES)
     t.add_argument("--backend", choices=["numba", "numpy"], default=None,
