@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/scratchvae train --out runs/demo
+	$(BIN)/scratchvae train --out runs/demo --overwrite
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -32,8 +32,8 @@ def _log_values(a, name):
     return arr
 
 
-def _log_sum_exp(a, axis):
-    """log Σ exp(a) along ``axis``, shifted by the max; −inf if every entry is −inf."""
+def log_sum_exp(a, axis):
+    """log Σ exp(a) along ``axis``, shifted by the max; −inf if every entry is −inf. No validation: NaN goes through."""
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)  # all −inf: shift by 0, the sum is 0, the log −inf
     with np.errstate(divide="ignore"):
@@ -70,7 +70,7 @@ def log_mean_exp(a, axis=0):
     K = a.shape[axis]
     if K == 0:
         raise ValueError("log_mean_exp of an empty axis is undefined")
-    return _log_sum_exp(a, axis) - np.log(K)
+    return log_sum_exp(a, axis) - np.log(K)
 
 
 def iwae_bound(log_w, axis=0):

@@ -1,13 +1,19 @@
 """The ``scratchvae`` command: ``train``, ``evaluate``, ``gradcheck``, ``datasets`` and ``proptest``.
 
-Bad input (unknown options, wrong values, unreadable files) ends with a
-one-line message on stderr and exit code 2, never a traceback.
+Every error is one line on stderr, never a traceback. Exit codes: 2 for bad
+arguments (unknown options, wrong values, a refused size, an unreadable or
+untrustworthy file, an --out that is a file or holds another run); 1 for
+failures while running (divergence, disk full, a folder the OS refuses, a run
+folder in use by another process, not enough memory); 130 for Ctrl-C. A broken
+pipe on stdout ends the printing quietly; training goes on, its log is in the
+run folder.
 """
 import argparse
 import os
 import sys
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -34,9 +40,43 @@ def _positive_int(text):
 
 def _number(text):
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _nonnegative(text):
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive(text):
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _warmup(text):
+    value = _number(text)
+    if not 0 <= value <= 1e9:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs in [0, 1e9], got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
+    return value
 
 
 def _widths(text):
@@ -52,11 +92,28 @@ def _widths(text):
     return widths
 
 
-TRAIN_DEFAULTS = dict(
-    dataset="digits", epochs=200, batch_size=100, hidden=(256,), latent=8, activation="relu",
-    likelihood="bernoulli", gaussian_variance="learned", fixed_logvar=0.0, samples=1, beta=1.0, warmup=0.0,
-    binarize="dynamic", optimizer="adam", lr=None, seed=0, dtype="float32", objective="elbo", k=5,
-)
+# Option name -> (dataclass, field): the defaults of `scratchvae train` are those fields' defaults, one home.
+ARCHITECTURE_OPTIONS = dict(latent="latent_dim", hidden="hidden", activation="activation", likelihood="likelihood",
+                            gaussian_variance="gaussian_variance", fixed_logvar="fixed_logvar", dtype="dtype")
+TRAINING_OPTIONS = dict(epochs="epochs", batch_size="batch_size", samples="samples", beta="beta",
+                        warmup="warmup_epochs", binarize="binarize", optimizer="optimizer", lr="lr", seed="seed",
+                        objective="objective", k="k")
+DEFAULT_DATASET = "digits"
+
+
+def train_defaults():
+    """The defaults of the training options, read from VAEConfig's and TrainConfig's field defaults."""
+    import dataclasses
+
+    from .model import VAEConfig
+    from .train import TrainConfig
+
+    vae = {f.name: f.default for f in dataclasses.fields(VAEConfig)}
+    tc = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {"dataset": DEFAULT_DATASET, **{o: vae[f] for o, f in ARCHITECTURE_OPTIONS.items()},
+            **{o: tc[f] for o, f in TRAINING_OPTIONS.items()}}
+
+
 RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume", "backend"}
 
 
@@ -79,13 +136,19 @@ def build_parser():
     sub.required = True
 
     t = sub.add_parser("train", help="train a VAE and write a run folder",
-                       description="Train a VAE; writes metrics.jsonl, model.npz and PNG figures to --out. "
-                                   "All ELBO numbers are nats per data point. Options given explicitly override "
-                                   "a preset's values.")
+                       description="Train a VAE; writes metrics.jsonl, model.npz, train.log, run.json and PNG "
+                                   "figures to --out. All ELBO numbers are nats per data point. Options given "
+                                   "explicitly override a preset's values. The defaults are the field defaults of "
+                                   "scratchvae.model.VAEConfig and scratchvae.train.TrainConfig (the digits demo).")
+
+    defaults = train_defaults()
 
     def opt(flag, help, **kw):  # training options: default None so a preset or a resume can tell what was given
         dest = flag[2:].replace("-", "_")
-        t.add_argument(flag, default=None, help=f"{help} (default: {_show(TRAIN_DEFAULTS[dest])})", **kw)
+        source = ("" if dest == "dataset" else
+                  f" from VAEConfig.{ARCHITECTURE_OPTIONS[dest]}" if dest in ARCHITECTURE_OPTIONS else
+                  f" from TrainConfig.{TRAINING_OPTIONS[dest]}")
+        t.add_argument(flag, default=None, help=f"{help} (default: {_show(defaults[dest])}{source})", **kw)
 
     opt("--dataset", "data set to train on", choices=sorted(LOADERS))
     opt("--epochs", "total number of passes over the training split", type=_positive_int)
@@ -100,17 +163,17 @@ def build_parser():
     opt("--fixed-logvar", "log-variance of the fixed Gaussian likelihood", type=_number)
     opt("--samples", "Monte Carlo samples z per data point (eq.20)", type=_positive_int, metavar="L")
     opt("--beta", "weight on the KL term; 1 is the ELBO, anything else a weighted objective (not a bound)",
-        type=_number)
+        type=_nonnegative)
     opt("--warmup", "KL warm-up: the KL weight grows linearly from 0 to beta over this many epochs",
-        type=_number, metavar="EPOCHS")
+        type=_warmup, metavar="EPOCHS")
     opt("--binarize", "Bernoulli likelihood only: resample pixels every epoch (dynamic), once with a fixed seed "
         "(static), or keep grey levels (none)", choices=BINARIZATIONS)
     opt("--objective", "training objective: the ELBO of eq.20, or the importance-weighted bound L_K "
         "(Burda et al. 2015)", choices=["elbo", "iwae"])
     opt("--k", "importance samples K of the iwae objective", type=_positive_int, metavar="K")
     opt("--optimizer", "optimizer", choices=list(OPTIMIZERS))
-    opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_number)
-    opt("--seed", "seed of the one random generator (weights, batches, noise)", type=int)
+    opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_positive)
+    opt("--seed", "seed of the one random generator (weights, batches, noise)", type=_seed)
     opt("--dtype", "floating-point type, end to end", choices=DTYPES)
     t.add_argument("--backend", choices=["numba", "reference"], default=None,
                    help="the kernels the engine runs: numba (compiled) or reference (the readable NumPy ops) "
@@ -125,14 +188,18 @@ def build_parser():
                    help="continue the run in RUN_DIR from its checkpoint (model, optimizer and random state) up "
                         "to --epochs in total (default: start a new run)")
     t.add_argument("--out", default=None, metavar="DIR",
-                   help=f"run folder to write (default: {os.path.join('runs', 'latest')}, or RUN_DIR with --resume)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
+                   help="run folder to write; it must be empty or new unless --overwrite (default: a fresh "
+                        "runs/DATE-TIME-PID, with runs/latest pointing at it; RUN_DIR with --resume)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="remove the files of an earlier run in --out before training (default: refuse such a folder)")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (default: a bar when stderr is a terminal, else one line per epoch)")
 
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against finite differences",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Central differences in float64 on every op and on the whole ELBO of small "
                                    "models; exits 1 when any relative error exceeds 1e-6.")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random inputs and models")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs and models")
 
     e = sub.add_parser("evaluate", help="ELBO, importance-weighted bound and diagnostics of a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -145,7 +212,7 @@ def build_parser():
     e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K", help="importance samples K")
     e.add_argument("--batch-size", type=_positive_int, default=100, help="data points per batch")
     e.add_argument("--limit", type=_positive_int, default=None, help="only the first N data points (default: all)")
-    e.add_argument("--seed", type=int, default=2015, help="seed of the noise and the binarization")
+    e.add_argument("--seed", type=_seed, default=2015, help="seed of the noise and the binarization")
     e.add_argument("--backend", choices=["numba", "reference"], default=None,
                    help="the kernels the engine runs (default: $SCRATCHVAE_BACKEND, else numba)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
@@ -227,36 +294,57 @@ def build_parser():
 
 
 def train_options(args):
-    """Resolve the training options: explicit > preset > defaults. Returns a dict keyed like TRAIN_DEFAULTS."""
+    """Resolve the training options: explicit > preset > defaults. Returns a dict keyed like :func:`train_defaults`."""
     from .presets import PRESETS
 
-    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k) is not None}
-    return {**TRAIN_DEFAULTS, **(PRESETS[args.preset] if args.preset else {}), **given}
+    defaults = train_defaults()
+    given = {k: getattr(args, k) for k in defaults if getattr(args, k) is not None}
+    return {**defaults, **(PRESETS[args.preset] if args.preset else {}), **given}
+
+
+def say(line):
+    """Print one line to stdout, flushed; after a broken pipe, print nothing more and go on."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        os.close(devnull)
+
+
+def _same_folder(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def cmd_train(args):
     import numpy as np
 
+    from .checkpoint import check_model_size
     from .datasets import load_dataset
     from .model import VAE, VAEConfig
-    from .train import TrainConfig, load_checkpoint, train
+    from .runs import fresh_run_dir, point_latest
+    from .train import TrainConfig, check_run_size, load_checkpoint, train
 
+    progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
         extra = sorted(k for k, v in vars(args).items()
-                       if k not in RESUMABLE | {"command"} and v not in (None, False))
+                       if k not in RESUMABLE | {"command", "overwrite"} and v not in (None, False))
         if extra:
-            raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out, --backend "
-                             f"and --no-progress may be given, not --{extra[0].replace('_', '-')}")
+            raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out, --overwrite, "
+                             f"--backend and --no-progress may be given, not --{extra[0].replace('_', '-')}")
+        if not os.path.isdir(args.resume):
+            raise UsageError(f"scratchvae train: error: --resume {args.resume}: no such run folder")
         model, optimizer, state = load_checkpoint(os.path.join(args.resume, "model.npz"))
         tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {}),
                                  **({"backend": args.backend} if args.backend else {})})
         out = args.out or args.resume
         if tconfig.epochs <= state["epoch"]:
-            print(f"{args.resume} has {state['epoch']} epochs already; give --epochs above that to train on")
+            say(f"{args.resume} has {state['epoch']} epochs already; give --epochs above that to train on")
             return 0
+        mode = "resume" if _same_folder(out, args.resume) else ("overwrite" if args.overwrite else "new")
         dataset = load_dataset(state["dataset"], args.data_dir)
-        history = train(model, dataset, tconfig, out, optimizer=optimizer, resume=state,
-                        progress=not args.no_progress)
+        history = train(model, dataset, tconfig, out, optimizer=optimizer, resume=state, progress=progress,
+                        log=say, mode=mode)
     else:
         o = train_options(args)
         dataset = load_dataset(o["dataset"], args.data_dir)
@@ -264,17 +352,22 @@ def cmd_train(args):
             data_dim=dataset.data_dim, latent_dim=o["latent"], hidden=o["hidden"], activation=o["activation"],
             likelihood=o["likelihood"], gaussian_variance=o["gaussian_variance"], fixed_logvar=o["fixed_logvar"],
             dtype=o["dtype"])
+        check_model_size(config, "--hidden/--latent")
         tconfig = TrainConfig(
             epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
             warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"],
             objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1, backend=args.backend)
+        check_run_size(config, tconfig, len(dataset.train_x))  # before a folder is made for the run
         model = VAE(config, np.random.default_rng(o["seed"]))
-        out = args.out or os.path.join("runs", "latest")
-        history = train(model, dataset, tconfig, out, progress=not args.no_progress)
+        out = args.out or fresh_run_dir()
+        history = train(model, dataset, tconfig, out, progress=progress, log=say,
+                        mode="overwrite" if args.overwrite else "new")
+        if args.out is None:
+            point_latest(out)
     last = history[-1]
     total = sum(r["seconds"] for r in history)
-    print(f"test ELBO {last['test_elbo']:.3f} nats per data point after {last['epoch']} epochs "
-          f"({total:.1f} s of training); run folder: {out}")
+    say(f"test ELBO {last['test_elbo']:.3f} nats per data point after {last['epoch']} epochs "
+        f"({total:.1f} s of training); run folder: {out}")
     return 0
 
 
@@ -300,8 +393,8 @@ def cmd_evaluate(args):
         raise ValueError(f"the model expects {model.config.data_dim} dimensions, {name} has {dataset.data_dim}")
     result = evaluate(model, dataset, iw_samples=args.iw_samples, split=args.split,
                       binarize=state.get("binarize", "dynamic"), batch_size=args.batch_size, limit=args.limit,
-                      seed=args.seed, backend=args.backend, progress=not args.no_progress)
-    print(json.dumps({"dataset": name, **result}))
+                      seed=args.seed, backend=args.backend, progress=not args.no_progress and sys.stderr.isatty())
+    say(json.dumps({"dataset": name, **result}))
     return 0
 
 
@@ -427,9 +520,15 @@ COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_eval
             "plot": cmd_plot}
 
 
+def _one_line(e):
+    text = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+    return text
+
+
 def main(argv=None):
     from .checkpoint import CheckpointError
-    from .train import TrainingDiverged, TrainingInterrupted
+    from .runs import RunFolderError, RunFolderRefused
+    from .train import TrainingDiverged, TrainingFailed, TrainingInterrupted
 
     try:
         args = build_parser().parse_args(argv)
@@ -437,15 +536,25 @@ def main(argv=None):
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, CheckpointError) as e:
-        print(f"scratchvae: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
+    except (ValueError, CheckpointError, RunFolderRefused, OverflowError) as e:
+        print(f"scratchvae: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingDiverged as e:
-        print(f"scratchvae: training stopped: {e}; the last good checkpoint is kept", file=sys.stderr)
-        return 1
+        print(f"scratchvae: training stopped: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
+    except (TrainingFailed, RunFolderError) as e:
+        print(f"scratchvae: failed: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
     except TrainingInterrupted as e:
         print(f"scratchvae: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("scratchvae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        print("scratchvae: failed: not enough memory", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"scratchvae: failed: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
+        return EXIT_FAILED

@@ -121,15 +121,17 @@ def find_files(name, data_dir=None):
 
 def load_idx_dataset(name, data_dir=None):
     """MNIST or Fashion-MNIST from IDX files: 60,000 train and 10,000 test images of 28x28, uint8."""
-    from .idx import DataFileError, read_idx
+    from .idx import DataFileError, read_idx  # noqa: F401
 
     paths = find_files(name, data_dir)
-    train_x, train_y, test_x, test_y = (read_idx(p, max_items=MAX_IMAGES) for p in paths)
-    for p, images, labels in ((paths[0], train_x, train_y), (paths[2], test_x, test_y)):
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-            raise DataFileError(f"{p}: expected uint8 images of 28x28, got {images.dtype} {images.shape}")
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise DataFileError(f"{p}: {len(images)} images but {labels.shape} labels")
+    # labels first (small): their count fixes the images' count, so every header is checked before its body is read
+    train_y = read_idx(paths[1], max_items=MAX_IMAGES, dtype=np.uint8, shape=(None,))
+    test_y = read_idx(paths[3], max_items=MAX_IMAGES, dtype=np.uint8, shape=(None,))
+    train_x = read_idx(paths[0], max_items=MAX_IMAGES, dtype=np.uint8, shape=(len(train_y), 28, 28))
+    test_x = read_idx(paths[2], max_items=MAX_IMAGES, dtype=np.uint8, shape=(len(test_y), 28, 28))
+    for p, labels in ((paths[1], train_y), (paths[3], test_y)):
+        if labels.max() > 9:
+            raise DataFileError(f"{p}: labels must be 0 to 9, found {labels.max()}")
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731  (a view, no copy)
     return Dataset(name, flat(train_x), train_y, flat(test_x), test_y, (28, 28), 255, CLASS_NAMES[name])
 

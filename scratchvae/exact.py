@@ -26,7 +26,7 @@ import operator
 
 import numpy as np
 
-from .bounds import _float_array, _log_sum_exp, _log_values
+from .bounds import _float_array, log_sum_exp, _log_values
 from .distributions import LOG_2PI, gaussian_kl_diag_terms, log_normal
 from .ops import softplus
 
@@ -588,7 +588,7 @@ class BernoulliMixture:
         log_prior = _log_values(log_prior, "log_prior")
         if log_prior.shape != (K,):
             raise ValueError(f"log_prior must have shape (K,) = ({K},) to match logits, got {log_prior.shape}")
-        total = _log_sum_exp(log_prior, axis=0)
+        total = log_sum_exp(log_prior, axis=0)
         if not abs(total) <= NORMALIZATION_TOL:
             raise ValueError(f"log_prior must be normalized (logsumexp = 0), got logsumexp = {total:g}")
         self.K, self.D = K, D
@@ -672,7 +672,7 @@ class BernoulliMixture:
         log_px : float or (N,) array
         """
         x, single = self._x(x)
-        out = _log_sum_exp(self.log_joint_all(x), axis=-1)  # (N,)
+        out = log_sum_exp(self.log_joint_all(x), axis=-1)  # (N,)
         return float(out[0]) if single else out
 
     def posterior(self, x):
@@ -688,7 +688,7 @@ class BernoulliMixture:
         """
         x, single = self._x(x)
         table = self.log_joint_all(x)  # (N, K)
-        probs = np.exp(table - _log_sum_exp(table, axis=-1)[:, None])
+        probs = np.exp(table - log_sum_exp(table, axis=-1)[:, None])
         return probs[0] if single else probs
 
     def elbo(self, x, q):
@@ -732,7 +732,7 @@ class BernoulliMixture:
         x, single = self._x(x)
         q = self._q(q, x.shape[0], single)
         table = self.log_joint_all(x)  # (N, K)
-        log_post = table - _log_sum_exp(table, axis=-1)[:, None]  # (N, K)
+        log_post = table - log_sum_exp(table, axis=-1)[:, None]  # (N, K)
         pos = q > 0
         log_q = np.log(np.where(pos, q, 1.0))
         with np.errstate(invalid="ignore"):

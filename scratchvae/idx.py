@@ -138,8 +138,12 @@ def _read_bounded(f, nbytes, chunk_size=1 << 24):
     return buf
 
 
-def _parse_idx_header(path, f, max_items):
-    """Read and validate an IDX header; return ``(dtype, dims, payload_bytes)``."""
+def _parse_idx_header(path, f, max_items, dtype_expected=None, shape=None):
+    """Read and validate an IDX header; return ``(dtype, dims, payload_bytes)``.
+
+    ``dtype_expected`` and ``shape`` (a tuple, None where any size goes) are
+    checked here, from the header, before any of the body is read.
+    """
     magic = _read_fully(f, 4)
     if len(magic) < 4:
         raise _error(path, f"truncated IDX header: {len(magic)} of 4 magic bytes")
@@ -157,6 +161,11 @@ def _parse_idx_header(path, f, max_items):
     dims = struct.unpack(f">{ndim}I", raw_dims)
     if 0 in dims:
         raise _error(path, f"IDX header has a zero dimension: {dims}")
+    if dtype_expected is not None and dtype.newbyteorder("=") != np.dtype(dtype_expected):
+        raise _error(path, f"IDX elements are {dtype.newbyteorder('=')}, expected {np.dtype(dtype_expected)}")
+    if shape is not None and (len(dims) != len(shape) or any(s is not None and s != d for s, d in zip(shape, dims))):
+        want = "x".join("N" if s is None else str(s) for s in shape)
+        raise _error(path, f"IDX header describes an array of {'x'.join(map(str, dims))}, expected {want}")
     if max_items is not None and dims[0] > max_items:
         raise _error(path, f"IDX header claims {dims[0]} items, more than max_items={max_items}")
     nbytes = math.prod(dims) * dtype.itemsize
@@ -190,7 +199,7 @@ def _read_idx_payload(path, f, nbytes, compressed):
     return buf
 
 
-def read_idx(path, max_items=None):
+def read_idx(path, max_items=None, dtype=None, shape=None):
     """Read an IDX file (raw or gzip-compressed) into a NumPy array.
 
     Parameters
@@ -200,6 +209,11 @@ def read_idx(path, max_items=None):
     max_items : int, optional
         Refuse files whose first dimension exceeds this (checked before the
         data is read or memory is allocated).
+    dtype : numpy dtype, optional
+        The element type the file must hold, checked from its header.
+    shape : tuple, optional
+        The shape the file must hold, None where any size goes, e.g.
+        ``(None, 28, 28)``; checked from the header before the body is read.
 
     Returns
     -------
@@ -216,7 +230,8 @@ def read_idx(path, max_items=None):
     if max_items is not None and (isinstance(max_items, bool) or int(max_items) != max_items or max_items < 1):
         raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
     with _open(path, "IDX") as (f, compressed):
-        dtype, dims, nbytes = _parse_idx_header(path, f, max_items)
+        dtype_, dims, nbytes = _parse_idx_header(path, f, max_items, dtype, shape)
+        dtype = dtype_
         buf = _read_idx_payload(path, f, nbytes, compressed)
     array = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=False)

@@ -48,8 +48,8 @@ class VAEConfig:
     """
 
     data_dim: int
-    latent_dim: int = 20
-    hidden: tuple = (400,)
+    latent_dim: int = 8  # the defaults of `scratchvae train` (the digits demo) come from these fields
+    hidden: tuple = (256,)
     decoder_hidden: tuple = None
     activation: str = "relu"
     likelihood: str = "bernoulli"

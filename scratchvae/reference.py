@@ -117,7 +117,7 @@ def log_weights(log_w, ll, z, eps, enc):
 
 def iwae_weights(bound, dlogw, log_w, scale):
     """bound = log (1/K) Σ_k w_k per point; dlogw = scale · w_k / Σ_j w_j, the normalized weights."""
-    bound[...] = bounds.log_mean_exp(log_w, axis=0)
+    bound[...] = bounds.log_sum_exp(log_w, axis=0) - np.log(log_w.shape[0])  # NaN goes through, as in the kernel
     shifted = np.exp(log_w - log_w.max(axis=0))
     dlogw[...] = scale * (shifted / shifted.sum(axis=0))
 

@@ -6,25 +6,30 @@ average of the minibatch estimates over an epoch, taken as the model trains;
 ``test_elbo`` is evaluated after the epoch on the whole test split with a fixed
 noise seed, so epochs are comparable.
 
-A run folder holds ``metrics.jsonl`` (one JSON object per epoch),
-``model.npz`` (the checkpoint, rewritten atomically after every epoch) and the
-figures of :mod:`scratchvae.plots`.
+A run folder (:mod:`scratchvae.runs`) holds ``metrics.jsonl`` (one JSON
+object per epoch), ``model.npz`` (the checkpoint, rewritten atomically after
+every epoch), ``train.log``, ``run.json`` and the figures of
+:mod:`scratchvae.plots`. A checkpoint is written only when the parameters, the
+optimizer state and the epoch's test ELBO are all finite, so it never replaces
+a better one; otherwise training stops with :class:`TrainingDiverged`.
 """
 import dataclasses
 import json
-import os
 import time
 
 import numpy as np
 
 from . import checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (their home is checkpoint.py)
 from .datasets import BatchSource, check_binarize
 from .engine import BACKENDS, FusedStep, default_backend
 from .evaluate import evaluate
-from .model import VAE, ELBOTerms, IWAETerms, VAEConfig, _check_positive_int
+from .model import ELBOTerms, IWAETerms, _check_positive_int
 from .optim import make_optimizer
+from .runs import RunFolder, os_reason, record_json, run_record, write_atomic
 
 OBJECTIVES = ("elbo", "iwae")
+MAX_WARMUP_EPOCHS = 1e9  # a longer warm-up never reaches beta; the limit keeps the step count an integer
 UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
@@ -36,11 +41,19 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C: the checkpoint of the last completed epoch is on disk."""
 
 
+class TrainingFailed(RuntimeError):
+    """An OS error while training (disk full, folder removed): one line naming the path; the last checkpoint stays."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """How to train; see ``scratchvae train --help`` for each field."""
+    """How to train; see ``scratchvae train --help`` for each field.
 
-    epochs: int = 20
+    These field defaults are the defaults of ``scratchvae train`` too (the
+    digits demo: 200 epochs of Adam); the CLI reads them from here.
+    """
+
+    epochs: int = 200
     batch_size: int = 100
     samples: int = 1
     beta: float = 1.0
@@ -50,12 +63,19 @@ class TrainConfig:
     seed: int = 0
     binarize: str = "dynamic"
     objective: str = "elbo"
-    k: int = 1
+    k: int = 5  # importance samples of the iwae objective; the elbo objective does not use it
     backend: str = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "samples", "k"):
             _check_positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        for name in ("beta", "warmup_epochs") + (("lr",) if self.lr is not None else ()):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float, np.floating)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if self.warmup_epochs > MAX_WARMUP_EPOCHS:
+            raise ValueError(f"warmup_epochs must be at most {MAX_WARMUP_EPOCHS:g}, got {self.warmup_epochs:g}")
         if not np.isfinite(self.beta) or self.beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
         if not np.isfinite(self.warmup_epochs) or self.warmup_epochs < 0:
@@ -74,51 +94,6 @@ class TrainConfig:
         make_optimizer(self.optimizer, self.lr)  # validates the name
 
 
-# ----------------------------------------------------------------- checkpoints
-def save_checkpoint(path, model, optimizer, state):
-    """Write model, optimizer state and training ``state`` (a JSON-able dict) atomically."""
-    arrays = {f"param/{k}": v for k, v in model.params.items()}
-    arrays.update({f"opt/{k}": v for k, v in optimizer.state.items()})
-    header = {
-        "architecture": dataclasses.asdict(model.config),
-        "optimizer": optimizer.hyperparams(),
-        "training": state,
-    }
-    checkpoint.save(path, header, arrays)
-
-
-def load_checkpoint(path):
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Returns
-    -------
-    model : VAE
-    optimizer : Optimizer with its state restored
-    state : dict, the training state saved with it
-    """
-    header, arrays = checkpoint.load(path)
-    try:
-        config = VAEConfig.from_dict(header["architecture"])
-        opt_h = dict(header["optimizer"])
-        name, lr, t = opt_h.pop("name"), opt_h.pop("lr"), opt_h.pop("t")
-        optimizer = make_optimizer(name, lr, **opt_h)
-        state = header["training"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise checkpoint.CheckpointError(f"{path}: checkpoint header is not valid ({e})") from None
-    model = VAE(config, np.random.default_rng(0))
-    for k, p in model.params.items():
-        a = arrays.get(f"param/{k}")
-        if a is None or a.shape != p.shape or a.dtype != p.dtype:
-            raise checkpoint.CheckpointError(f"{path}: parameter {k!r} is missing or does not fit the architecture")
-        if not np.isfinite(a).all():
-            raise checkpoint.CheckpointError(f"{path}: parameter {k!r} contains NaN or Inf")
-        model.params[k] = a.copy()
-    expected = set(f"param/{k}" for k in model.params)
-    extra = sorted(k for k in arrays if not k.startswith("opt/") and k not in expected)
-    if extra:
-        raise checkpoint.CheckpointError(f"{path}: unexpected arrays {extra}")
-    optimizer.load_state(t, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-    return model, optimizer, state
 
 
 # -------------------------------------------------------------------- training
@@ -131,13 +106,75 @@ def kl_weight(beta, warmup_steps, step):
 
 def _check_finite(terms, bad_gradient, epoch, step):
     """Raise TrainingDiverged if the loss is not finite or ``bad_gradient`` names a non-finite gradient."""
-    if not np.isfinite(terms.objective).all():
+    try:
+        finite = np.isfinite(terms.objective).all()
+    except ValueError:  # the IWAE bound refuses non-finite log-weights
+        finite = False
+    if not finite:
         raise TrainingDiverged(f"NaN or Inf in the loss at epoch {epoch}, step {step}")
     if bad_gradient is not None:
         raise TrainingDiverged(f"NaN or Inf in the gradient of {bad_gradient} at epoch {epoch}, step {step}")
 
 
-def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress=True, log=print, plots=True):
+def check_run_size(model_config, config, n):
+    """Raise ValueError naming the memory needed when one step's activations would not fit this machine."""
+    rows = min(config.batch_size, n) * (config.k if config.objective == "iwae" else config.samples)
+    widths = sum(model_config.hidden) + sum(model_config.decoder_hidden)
+    per_row = 4 * model_config.data_dim + 3 * widths + 4 * model_config.latent_dim
+    need = 4 * rows * per_row * np.dtype(model_config.dtype).itemsize  # forward caches, backward, buffers
+    limit = checkpoint.max_model_bytes()
+    if need > limit:
+        what = "--k" if config.objective == "iwae" else "--samples"
+        raise ValueError(f"--batch-size {config.batch_size} with {what} "
+                         f"{config.k if config.objective == 'iwae' else config.samples} would need about "
+                         f"{checkpoint._bytes(need)} per step, more than the {checkpoint._bytes(limit)} "
+                         f"allowed on this machine (half its memory)")
+
+
+def _check_epoch_finite(model, optimizer, test, epoch, step):
+    """Raise TrainingDiverged unless the parameters, the optimizer state and the test ELBO are finite."""
+    for kind, arrays in (("the parameter", model.params), ("the optimizer state", optimizer.state)):
+        bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
+        if bad is not None:
+            raise TrainingDiverged(f"NaN or Inf in {kind} {bad} after epoch {epoch}, step {step}")
+    if not all(np.isfinite(test.get(k, np.nan)) for k in ("elbo", "recon", "kl")):
+        raise TrainingDiverged(f"NaN or Inf in the test ELBO after epoch {epoch}, step {step}")
+
+
+def _saved_epoch(path):
+    """The epoch of the checkpoint on disk at ``path`` (read from its header), or None."""
+    try:
+        epoch = checkpoint.read_header(path)["training"]["epoch"]
+    except (checkpoint.CheckpointError, KeyError, TypeError, OSError):
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
+def _kept(ckpt_path):
+    epoch = _saved_epoch(ckpt_path)
+    if epoch is None:
+        return f"no checkpoint was written to {ckpt_path} (the first epoch did not finish)"
+    return f"the checkpoint of epoch {epoch} in {ckpt_path} is kept"
+
+
+class _Log:
+    """Each line to ``log`` and, flushed, to the run folder's ``train.log``."""
+
+    def __init__(self, path, log):
+        self.path, self.log = path, log
+        self.f = open(path, "a", encoding="utf-8")
+
+    def __call__(self, line):
+        self.log(line)
+        self.f.write(line + "\n")
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress=True, log=print, plots=True,
+          mode=None):
     """Train ``model`` on ``dataset`` and write the run folder ``out_dir``.
 
     Parameters
@@ -145,96 +182,146 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
     model : VAE
     dataset : scratchvae.datasets.Dataset
     config : TrainConfig; ``config.epochs`` is the total number of epochs
-    out_dir : str, created if needed
+    out_dir : str, created if needed; held with an exclusive lock while training
     optimizer : Optimizer or None (a fresh one from ``config``)
     resume : dict or None, the training state of a checkpoint (see :func:`load_checkpoint`):
         training continues after its epoch with its random-generator state and
         history, bit for bit as if it had never stopped
     progress : bool, show a tqdm progress bar per epoch
-    log : callable taking one line of text per epoch
+    log : callable taking one line of text per epoch (also copied to ``train.log``)
     plots : bool, write the PNG figures at the end
+    mode : "new", "resume" or "overwrite" (see :class:`scratchvae.runs.RunFolder`); default
+        "resume" with ``resume``, else "new"
 
     Returns
     -------
     list of dict, the metrics of every epoch (as in metrics.jsonl)
+
+    Raises
+    ------
+    TrainingDiverged : NaN or Inf in a step, the parameters, the optimizer state or the test ELBO;
+        the last good checkpoint stays
+    TrainingInterrupted : Ctrl-C
+    TrainingFailed : an OS error while writing the run folder
+    scratchvae.runs.RunFolderError, RunFolderRefused : the folder is in use or holds another run
     """
     if dataset.data_dim != model.config.data_dim:
         raise ValueError(f"the model expects {model.config.data_dim} dimensions, {dataset.name} has {dataset.data_dim}")
     binarize = config.binarize if model.config.likelihood == "bernoulli" else "none"
-    os.makedirs(out_dir, exist_ok=True)
-    rng = np.random.default_rng(config.seed)
+    check_run_size(model.config, config, len(dataset.train_x))
     optimizer = optimizer or make_optimizer(config.optimizer, config.lr)
+    folder = RunFolder(out_dir, mode or ("resume" if resume is not None else "new"))
+    with folder:
+        return _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize)
+
+
+def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize):
+    out_dir = folder.path
+    rng = np.random.default_rng(config.seed)
     train_src = BatchSource(dataset, "train", binarize, model.dtype)
     test_src = BatchSource(dataset, "test", binarize, model.dtype)
     n, B = len(train_src), config.batch_size
     steps_per_epoch = -(-n // B)
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
-    ckpt_path = os.path.join(out_dir, "model.npz")
+    metrics_path = folder.file("metrics.jsonl")
+    ckpt_path = folder.file("model.npz")
     fused = FusedStep(model, optimizer, backend=config.backend, objective=config.objective)
     history, step, first = [], 0, 1
-    for stale in os.listdir(out_dir):  # a temporary checkpoint left by a kill mid-write
-        if stale.startswith(".tmp-") and stale.endswith(".npz"):
-            os.unlink(os.path.join(out_dir, stale))
     if resume is not None:
         history, step, first = list(resume["history"]), resume["step"], resume["epoch"] + 1
         rng.bit_generator.state = resume["rng"]
-    with open(metrics_path, "w") as f:  # the checkpoint's history is the truth; later lines are dropped
-        f.writelines(json.dumps(row) + "\n" for row in history)
-    target = "grey levels as Bernoulli targets" if (binarize == "none" and model.config.likelihood == "bernoulli") else binarize
-    log(f"training on {dataset.name} ({n} train / {len(test_src)} test, binarization: {target}); "
-        f"{model.num_params():,} parameters; numbers in {UNITS}")
-    if first > 1:
-        log(f"resuming after epoch {first - 1} of {config.epochs}")
-
-    epoch = first - 1
+    architecture = dataclasses.asdict(model.config)
     try:
-        for epoch in range(first, config.epochs + 1):
-            t0 = time.perf_counter()
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
-            try:
-                sums, step, beta_t = _train_epoch(model, optimizer, fused, train_src, config, rng, epoch, step,
-                                                  warmup_steps, bar)
-            finally:
-                if bar is not None:
-                    bar.close()
-            train_seconds = time.perf_counter() - t0
-            test = evaluate(model, test_src, iw_samples=1, batch_size=500, backend=config.backend, diagnostics=False)
-            row = {
-                "epoch": epoch,
-                "train_elbo": sums[0] / n,
-                "train_recon": sums[1] / n,
-                "train_kl": sums[2] / n,
-                "train_objective": sums[3] / n,
-                "test_elbo": test["elbo"],
-                "test_recon": test["recon"],
-                "test_kl": test["kl"],
-                "beta": beta_t,
-                "seconds": train_seconds,
-                "units": "nats/data point",
-            }
-            row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
-            history.append(row)
-            state = {"epoch": epoch, "step": step, "config": dataclasses.asdict(config), "dataset": dataset.name,
-                     "binarize": binarize, "rng": rng.bit_generator.state, "history": history}
-            save_checkpoint(ckpt_path, model, optimizer, state)
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if config.objective == "iwae":
-                weighted = f"  train IWAE bound (K={config.k}) {row['train_objective']:9.3f}"
-            else:
-                weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
-            log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
-                f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
+        # the checkpoint's history is the truth; lines written after it by a killed run are dropped
+        write_atomic(metrics_path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in history))
+        write_atomic(folder.file("run.json"), record_json(run_record(architecture, dataclasses.asdict(config),
+                                                                     dataset.name)))
+        log = _Log(folder.file("train.log"), log)
+    except OSError as e:
+        raise TrainingFailed(f"{e.filename or out_dir}: cannot write: {os_reason(e)}") from None
+    try:
+        target = ("grey levels as Bernoulli targets" if (binarize == "none" and model.config.likelihood == "bernoulli")
+                  else binarize)
+        log(f"training on {dataset.name} ({n} train / {len(test_src)} test, binarization: {target}); "
+            f"{model.num_params():,} parameters; numbers in {UNITS}")
+        if first > 1:
+            log(f"resuming after epoch {first - 1} of {config.epochs}")
+        _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, step, warmup_steps, history,
+                binarize, dataset, ckpt_path, metrics_path, progress, log)
     except KeyboardInterrupt:
-        if plots and history:
+        if plots and history and _saved_epoch(ckpt_path) is not None:
             _figures(out_dir, model, dataset, test_src, history)
-        raise TrainingInterrupted(
-            f"interrupted during epoch {epoch}; the checkpoint after epoch {len(history)} is in {ckpt_path}; "
-            f"continue with --resume {out_dir}") from None
+        epoch = _saved_epoch(ckpt_path)
+        if epoch is None:
+            raise TrainingInterrupted(f"interrupted before the first epoch ended; no checkpoint was written to "
+                                      f"{ckpt_path}") from None
+        raise TrainingInterrupted(f"interrupted; the checkpoint of epoch {epoch} is in {ckpt_path}; "
+                                  f"continue with --resume {out_dir}") from None
+    except TrainingDiverged as e:
+        raise TrainingDiverged(f"{e}; {_kept(ckpt_path)}") from None
+    except OSError as e:
+        raise TrainingFailed(f"{e.filename or out_dir}: cannot write: {os_reason(e)}; {_kept(ckpt_path)}") from None
+    finally:
+        if isinstance(log, _Log):
+            log.close()
     if plots and history:
-        _figures(out_dir, model, dataset, test_src, history)
+        try:
+            _figures(out_dir, model, dataset, test_src, history)
+        except OSError as e:
+            raise TrainingFailed(f"{e.filename or out_dir}: cannot write the figures: {os_reason(e)}; "
+                                 f"{_kept(ckpt_path)}") from None
     return history
+
+
+def _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, step, warmup_steps, history, binarize,
+            dataset, ckpt_path, metrics_path, progress, log):
+    n = len(train_src)
+    steps_per_epoch = -(-n // config.batch_size)
+    for epoch in range(first, config.epochs + 1):
+        t0 = time.perf_counter()
+        bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+        try:
+            sums, step, beta_t = _train_epoch(model, optimizer, fused, train_src, config, rng, epoch, step,
+                                              warmup_steps, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        train_seconds = time.perf_counter() - t0
+        with np.errstate(all="ignore"):  # a non-finite result is reported by _check_epoch_finite
+            try:
+                test = evaluate(model, test_src, iw_samples=1, batch_size=500, backend=config.backend,
+                                diagnostics=False)
+            except ValueError:  # the model refuses non-finite inputs it computed itself
+                test = {"elbo": float("nan")}
+        _check_epoch_finite(model, optimizer, test, epoch, step)
+        row = {
+            "epoch": epoch,
+            "train_elbo": sums[0] / n,
+            "train_recon": sums[1] / n,
+            "train_kl": sums[2] / n,
+            "train_objective": sums[3] / n,
+            "test_elbo": test["elbo"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "beta": beta_t,
+            "seconds": train_seconds,
+            "units": "nats/data point",
+        }
+        row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
+        if not all(np.isfinite(v) for v in row.values() if isinstance(v, float)):
+            raise TrainingDiverged(f"NaN or Inf in the training ELBO of epoch {epoch}, step {step}")
+        state = {"epoch": epoch, "step": step, "config": dataclasses.asdict(config), "dataset": dataset.name,
+                 "binarize": binarize, "rng": rng.bit_generator.state, "history": history + [row]}
+        save_checkpoint(ckpt_path, model, optimizer, state)
+        history.append(row)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row, allow_nan=False) + "\n")
+        if config.objective == "iwae":
+            weighted = f"  train IWAE bound (K={config.k}) {row['train_objective']:9.3f}"
+        else:
+            weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
+        log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
+            f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
 
 
 def _figures(out_dir, model, dataset, test_src, history):

@@ -115,7 +115,12 @@ def test_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
     np.lib.format.write_array_header_1_0(npy, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
     npy.write(b"\0" * 64)  # 64 bytes of data where the header claims 8 TB
     path = tmp_path / "huge.npz"
+    head = io.BytesIO()
+    manifest = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION,
+                "arrays": {"a": {"shape": [10**12], "dtype": "<f8"}}}
+    np.save(head, np.frombuffer(json.dumps(manifest).encode(), np.uint8))
     with zipfile.ZipFile(path, "w") as z:
+        z.writestr(checkpoint.HEADER_KEY + ".npy", head.getvalue())
         z.writestr("a.npy", npy.getvalue())
     with pytest.raises(CheckpointError, match="claims 8000000000000 bytes"):
         checkpoint.load(path)

@@ -32,7 +32,7 @@ def test_train_command_writes_the_run_folder(tmp_path, capsys):
     (["train", "--epochs", "0"], "positive integer"),
     (["train", "--hidden", "a,b"], "layer widths"),
     (["train", "--hidden", "4,-1"], "positive"),
-    (["train", "--lr", "-1"], "lr must be a positive number"),
+    (["train", "--lr", "-1"], "argument --lr: expected a positive number"),
     (["train", "--beta", "nan"], "beta"),
     (["train", "--likelihood", "poisson"], "invalid choice"),
     (["train", "--bogus"], "unrecognized arguments"),

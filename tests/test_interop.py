@@ -218,7 +218,11 @@ def test_command_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message)
         from scratchvae.train import save_checkpoint
 
         deep = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(4, 4)), np.random.default_rng(0))
-        save_checkpoint(tmp_path / "deep.npz", deep, make_optimizer("adam", None), {"dataset": "digits"})
+        from scratchvae.train import TrainConfig
+        import dataclasses
+        state = {"epoch": 0, "step": 0, "config": dataclasses.asdict(TrainConfig()), "dataset": "digits",
+                 "binarize": "dynamic", "rng": np.random.default_rng(0).bit_generator.state, "history": []}
+        save_checkpoint(tmp_path / "deep.npz", deep, make_optimizer("adam", None), state)
     names = {"tmp": str(tmp_path), "pt10": str(tmp_path / "pt10.safetensors"),
              "pt64": str(tmp_path / "pt64.safetensors"), "deep": str(tmp_path / "deep.npz")}
     capsys.readouterr()

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -97,7 +98,10 @@ def test_save_then_load_round_trips_every_optimizer(tmp_path):
         x = np.full((2, 4), 0.5, np.float32)
         _, g = model.elbo(x, model.noise(np.random.default_rng(0), 2))
         opt.step(model.params, g)
-        save_checkpoint(tmp_path / f"{name}.npz", model, opt, {"epoch": 1})
+        config = dataclasses.asdict(TrainConfig(epochs=1, optimizer=name, backend="reference"))
+        state = {"epoch": 1, "step": 1, "config": config, "dataset": "digits", "binarize": "dynamic",
+                 "rng": np.random.default_rng(0).bit_generator.state, "history": [{"epoch": 1, "test_elbo": -1.0}]}
+        save_checkpoint(tmp_path / f"{name}.npz", model, opt, state)
         _, opt2, _ = load_checkpoint(tmp_path / f"{name}.npz")
         assert opt2.hyperparams() == opt.hyperparams()
         assert all(np.array_equal(opt2.state[k], v) for k, v in opt.state.items())
