@@ -1,4 +1,5 @@
-"""Training throughput of the standard model in PyTorch and JAX, the peers scratchvae is measured against.
+"""The standard model in PyTorch and JAX, the peers scratchvae is measured against: ELBO training
+throughput, IWAE training throughput and IWAE-K evaluation.
 
 The standard model is the PyTorch examples VAE (examples/vae/main.py): encoder
 784-400 ReLU with two linear heads of 20 (mean and log-variance of q(z|x)),
@@ -28,6 +29,20 @@ so. ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` is not used: it would
 only make Eigen kernels single-threaded (measured: no effect on the matrix
 products of this JAX version), and "intra_op_parallelism_threads" is a
 TensorFlow option, not an XLA flag (XLA aborts on ``--intra_op_parallelism_threads``).
+
+IWAE (Burda et al. 2015). The same model and data; per data point K samples
+z_k = μ + σ ε_k and log w_k = log p(x|z_k) + log N(z_k; 0, I) − log N(z_k; μ, σ²),
+with log N(z_k; μ, σ²) = −½ Σ (log 2π + log σ² + ε_k²) at z_k = μ + σ ε_k.
+Training (:func:`torch_iwae_throughput`, :func:`jax_iwae_throughput`) minimizes
+−mean_n [logsumexp_k log w_k − log K] with the same Adam and reports data
+points per second. Evaluation (:func:`torch_iwae_evaluate`,
+:func:`jax_iwae_evaluate`) needs no gradient: the encoder runs once, then the
+K samples go through a chunk function in chunks of at most ``rows_per_call``
+decoder rows (:func:`chunk_sizes`), each folding its log-sum-exp into a running
+one (acc = logaddexp(acc, logsumexp_k log w_k)); it reports decoder samples
+per second (points × K per second). :func:`numpy_log_weights` is the float64
+reference, and :func:`torch_check` / :func:`jax_check` run the peers on given
+weights and noise for ``python -m benchmarks check-peers``.
 
 torch and jax are imported only inside the functions that need them, so this
 module imports without them; :func:`available` tells which are installed.
@@ -341,7 +356,7 @@ def _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed
     return seconds, float(loss.detach()), steps
 
 
-def torch_iwae_throughput(ks, batch_size=128, n=2560, epochs=3, threads=2, compile=False, seed=0, adam=None):
+def torch_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, compile=False, seed=0, adam=None):
     """IWAE training samples/s (data points per second) of the standard model in PyTorch, one row per K.
 
     Each step draws ε (K, N, J) with ``torch.randn`` inside the loss (so inside
@@ -603,7 +618,7 @@ def _jax_fit(jax, data, batch_size, n, epochs, seed, loss_fn):
     return seconds, float(loss), steps
 
 
-def jax_iwae_throughput(ks, batch_size=128, n=2560, epochs=3, threads=2, seed=0):
+def jax_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, seed=0):
     """IWAE training samples/s (data points per second) of the standard model in JAX, one row per K.
 
     One ``jax.jit`` holds the whole step as in :func:`jax_throughput`, with the

@@ -4,7 +4,7 @@
     python -m benchmarks throughput [--batch-sizes 32,128,512] [--backends numba,numpy]
                                     [--dtypes float32,float64] [--peers] [--epochs N] [--rounds R]
                                     [--n N] [--json FILE]
-    python -m benchmarks iwae [--ks 5,50] [--batch-size 128] [--n 2560] [--epochs 3] [--peers] [--rounds R]
+    python -m benchmarks iwae [--ks 5,50] [--batch-size 128] [--n 6400] [--epochs 3] [--peers] [--rounds R]
     python -m benchmarks evaluate [--points 100] [--k 5000] [--rows-per-call 20000] [--repeats 3] [--peers]
                                   [--rounds R]
     python -m benchmarks check-peers [--no-compile]   # by hand: the peers' bounds and gradients against NumPy
@@ -468,7 +468,7 @@ def best_peer_ratios(rows, group):
     return out
 
 
-def part_iwae(ks=(5, 50), batch_size=128, n=2560, epochs=3, rounds=3, with_peers=False, json_path=None,
+def part_iwae(ks=(5, 50), batch_size=128, n=6400, epochs=3, rounds=3, with_peers=False, json_path=None,
               plot_path=None):
     """IWAE training samples/s, scratchvae against the peers, in interleaved rounds of fresh processes."""
     ks = peers.check_ks(ks)
@@ -491,39 +491,34 @@ def part_iwae(ks=(5, 50), batch_size=128, n=2560, epochs=3, rounds=3, with_peers
     if json_path:
         save_json(res, json_path)
     if plot_path:
-        plot_bars(rows, "k", "K (importance samples)", "data points/s",
+        plot_bars(rows, "k", "K", "data points/s",
                   f"IWAE training, batch {batch_size} (median; bars: range of the rounds)", plot_path)
     return res
 
 
 def plot_bars(rows, group, xlabel, ylabel, title, path, hlines=()):
-    """Grouped bars of samples/s, one bar per system in each ``group``; whiskers span the rounds' medians.
-
-    ``hlines``: (y, label) reference lines.
-    """
+    """One panel per value of ``group`` (each on its own linear scale), a bar per system; whiskers span the
+    rounds' medians. ``hlines``: (y, label) reference lines drawn on every panel."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     groups = sorted({r[group] for r in rows})
     systems = sorted({r["system"] for r in rows}, key=lambda s: (s != "scratchvae", s))
-    w = 0.8 / len(systems)
-    for i, sysname in enumerate(systems):
-        xs, ys, lo, hi = [], [], [], []
-        for gi, g in enumerate(groups):
+    colors = {s: f"C{i}" for i, s in enumerate(systems)}
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(6.0, 3.4 * len(groups) + 1.5), 4.2), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        for i, sysname in enumerate(systems):
             r = next((r for r in rows if r[group] == g and r["system"] == sysname), None)
             if r is None:
                 continue
-            rs = r.get("round_samples_per_s") or [r["samples_per_s"]]
-            xs.append(gi + (i - (len(systems) - 1) / 2) * w)
-            ys.append(r["samples_per_s"])
-            lo.append(r["samples_per_s"] - min(rs))
-            hi.append(max(rs) - r["samples_per_s"])
-        ax.bar(xs, ys, w, yerr=[lo, hi], capsize=3, label=sysname)
-    for y, label in hlines:
-        ax.axhline(y, ls="--", lw=1, color="k" if "limit" in label else "grey", label=label)
-    ax.set_xticks(range(len(groups)), [f"{g:g}" if isinstance(g, (int, float)) else str(g) for g in groups])
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
-    ax.legend(fontsize=7)
+            y = r["samples_per_s"]
+            rs = r.get("round_samples_per_s") or [y]
+            ax.bar(i, y, 0.7, yerr=[[y - min(rs)], [max(rs) - y]], capsize=3, color=colors[sysname])
+        for j, (y, label) in enumerate(hlines):
+            ax.axhline(y, ls="--" if j == 0 else ":", lw=1, color="k")
+            ax.text(len(systems) - 0.5, y, label, ha="right", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=7)
+        ax.set(title=f"{xlabel} = {g:g}" if isinstance(g, (int, float)) else str(g), ylabel=ylabel)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -1170,7 +1165,7 @@ def build_parser():
     w = sub.add_parser("iwae", help="IWAE training samples/s at K = 5 and 50 (scratchvae and peers)")
     w.add_argument("--ks", type=_csv(int), default=None, help="numbers of importance samples (default 5,50)")
     w.add_argument("--batch-size", type=int, default=None, help="default 128")
-    w.add_argument("--n", type=int, default=None, help="data points per epoch (default 2560)")
+    w.add_argument("--n", type=int, default=None, help="data points per epoch (default 6400)")
     w.add_argument("--epochs", type=int, default=None, help="all epochs, the first untimed (default 3)")
     e = sub.add_parser("evaluate", help="IWAE-K evaluation decoder samples/s and its forward BLAS limit")
     e.add_argument("--points", type=int, default=None, help="data points per evaluation (default 100)")
@@ -1258,7 +1253,7 @@ def _main(args):
         elif name == "iwae":
             kw = dict(ks=_given(args, "ks", [2, 5] if smoke else [5, 50]),
                       batch_size=_given(args, "batch_size", 16 if smoke else 128),
-                      n=_given(args, "n", 64 if smoke else 2560),
+                      n=_given(args, "n", 64 if smoke else 6400),
                       epochs=_given(args, "epochs", 2 if smoke else 3),
                       rounds=rounds, with_peers=with_peers, json_path=_given(args, "json", path),
                       plot_path=os.path.join(out, "iwae.png"))
