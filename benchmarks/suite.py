@@ -207,13 +207,7 @@ def _progress(r):
 def throughput_systems(backends, dtypes, with_peers):
     """The systems the throughput part runs, as specs for :func:`_child_throughput` (peers only if installed)."""
     specs = [{"system": "scratchvae", "backend": be, "dtype": dt} for be in backends for dt in dtypes]
-    if with_peers:
-        have = peers.available()
-        if have["torch"]:
-            specs += [{"system": "pytorch-eager"}, {"system": "pytorch-compile"}]
-        if have["jax"]:
-            specs.append({"system": "jax-jit"})
-    return specs
+    return specs + peer_systems(with_peers)
 
 
 def _child_throughput(spec):
