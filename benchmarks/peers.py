@@ -1,4 +1,5 @@
-"""Training throughput of the standard model in PyTorch and JAX, the peers scratchvae is measured against.
+"""The standard model in PyTorch and JAX, the peers scratchvae is measured against: ELBO training
+throughput, IWAE training throughput and IWAE-K evaluation.
 
 The standard model is the PyTorch examples VAE (examples/vae/main.py): encoder
 784-400 ReLU with two linear heads of 20 (mean and log-variance of q(z|x)),
@@ -29,11 +30,26 @@ only make Eigen kernels single-threaded (measured: no effect on the matrix
 products of this JAX version), and "intra_op_parallelism_threads" is a
 TensorFlow option, not an XLA flag (XLA aborts on ``--intra_op_parallelism_threads``).
 
+IWAE (Burda et al. 2015). The same model and data; per data point K samples
+z_k = μ + σ ε_k and log w_k = log p(x|z_k) + log N(z_k; 0, I) − log N(z_k; μ, σ²),
+with log N(z_k; μ, σ²) = −½ Σ (log 2π + log σ² + ε_k²) at z_k = μ + σ ε_k.
+Training (:func:`torch_iwae_throughput`, :func:`jax_iwae_throughput`) minimizes
+−mean_n [logsumexp_k log w_k − log K] with the same Adam and reports data
+points per second. Evaluation (:func:`torch_iwae_evaluate`,
+:func:`jax_iwae_evaluate`) needs no gradient: the encoder runs once, then the
+K samples go through a chunk function in chunks of at most ``rows_per_call``
+decoder rows (:func:`chunk_sizes`), each folding its log-sum-exp into a running
+one (acc = logaddexp(acc, logsumexp_k log w_k)); it reports decoder samples
+per second (points × K per second). :func:`numpy_log_weights` is the float64
+reference, and :func:`torch_check` / :func:`jax_check` run the peers on given
+weights and noise for ``python -m benchmarks check-peers``.
+
 torch and jax are imported only inside the functions that need them, so this
 module imports without them; :func:`available` tells which are installed.
 """
 import functools
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -45,6 +61,7 @@ import numpy as np
 DATA_DIM, HIDDEN, LATENT = 784, 400, 20
 LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8
 WARMUP_EPOCHS = 1
+LOG_2PI = math.log(2.0 * math.pi)
 
 # torch.optim.Adam implementations: keyword arguments and the name reported as "variant"
 TORCH_ADAM = {
@@ -59,6 +76,8 @@ TORCH_ADAM = {
 # torch.compile does not trace into the fused kernel (Dynamo skips it and runs it as in eager mode),
 # so "pytorch-compile" with the fused variant is a compiled model plus the fused eager optimizer step.
 TORCH_ADAM_DEFAULT = "fused"
+# Gradient-free modes of the PyTorch evaluation: name -> the torch context manager
+TORCH_GRAD_MODES = {"inference": "inference_mode", "no_grad": "no_grad"}
 
 
 # ------------------------------------------------------------ pure helpers
@@ -125,6 +144,88 @@ def throughput_row(system, backend, batch_size, epoch_seconds, samples_per_epoch
     return row
 
 
+def check_ks(ks):
+    """Validate the numbers of importance samples K; returns them as a list of ints."""
+    ks = [int(k) for k in ks]
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"K must be positive integers, got {ks}")
+    return ks
+
+
+def chunk_sizes(points, k, rows_per_call):
+    """Samples per chunk when ``points`` data points get K = ``k`` samples in calls of at most ``rows_per_call``
+    decoder rows (samples × points): equal chunks of rows_per_call // points samples, the last one smaller."""
+    if points < 1 or k < 1:
+        raise ValueError(f"points and K must be >= 1, got {points} and {k}")
+    if rows_per_call < points:
+        raise ValueError(f"rows per call must be >= the number of points ({points}), got {rows_per_call}")
+    c = min(k, rows_per_call // points)
+    return [c] * (k // c) + ([k % c] if k % c else [])
+
+
+def check_eval_args(points, k, rows_per_call, repeats, threads):
+    """Validate the arguments of an IWAE evaluation benchmark."""
+    chunk_sizes(points, k, rows_per_call)
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+
+
+def evaluate_row(system, backend, points, k, rows_per_call, repeat_seconds, repeat_bounds, threads, version,
+                 **extra):
+    """One evaluation row: decoder samples/s (points × K per second) of each timed repeat, their median,
+    and the mean bound L_K over the points of each repeat."""
+    per_repeat = [points * k / s for s in repeat_seconds]
+    row = {
+        "system": system,
+        "backend": backend,
+        "dtype": "float32",
+        "points": int(points),
+        "k": int(k),
+        "rows_per_call": int(rows_per_call),
+        "chunk_samples": chunk_sizes(points, k, rows_per_call)[0],
+        "samples_per_s": median(per_repeat),
+        "repeat_samples_per_s": per_repeat,
+        "repeat_seconds": list(repeat_seconds),
+        "mean_bound": median(repeat_bounds),
+        "repeat_mean_bound": list(repeat_bounds),
+        "threads": int(threads),
+        "version": version,
+    }
+    row.update(extra)
+    return row
+
+
+def numpy_log_weights(params, x, eps):
+    """The readable float64 reference: log w (K, N) of the standard model for ``eps`` (K, N, J).
+
+    ``params``: {"fc1", "fc21", "fc22", "fc3", "fc4"} -> {"w": (fan_in, fan_out), "b": (fan_out,)}, the layout
+    of the JAX peer. log w_k = log p(x|z_k) + log N(z_k; 0, I) − log N(z_k; μ, σ²), z_k = μ + σ ε_k.
+    """
+    p = {name: {k: np.asarray(v, np.float64) for k, v in layer.items()} for name, layer in params.items()}
+    x, eps = np.asarray(x, np.float64), np.asarray(eps, np.float64)
+
+    def dense(name, a):
+        return a @ p[name]["w"] + p[name]["b"]
+
+    h = np.maximum(dense("fc1", x), 0.0)
+    mu, logvar = dense("fc21", h), dense("fc22", h)  # (N, J)
+    z = mu + np.exp(0.5 * logvar) * eps  # (K, N, J)
+    logits = dense("fc4", np.maximum(dense("fc3", z), 0.0))  # (K, N, D)
+    ll = np.sum(x * logits - np.logaddexp(0.0, logits), axis=-1)
+    log_p = -0.5 * np.sum(LOG_2PI + z * z, axis=-1)
+    log_q = -0.5 * np.sum(LOG_2PI + logvar + eps * eps, axis=-1)
+    return ll + log_p - log_q
+
+
+def log_mean_exp(a, axis=0):
+    """log (1/K) Σ_k exp(a_k) along ``axis``, computed stably in float64."""
+    a = np.asarray(a, np.float64)
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.mean(np.exp(a - m), axis=axis))
+
+
 def binary_data(n, dim=DATA_DIM, seed=0):
     """``n`` random binary vectors (each pixel 1 with probability 1/2) as float32 (n, dim), from ``seed``."""
     return (np.random.default_rng(seed).random((n, dim), dtype=np.float32) < 0.5).astype(np.float32)
@@ -153,14 +254,37 @@ def _torch_vae_class():
             self.fc3 = nn.Linear(LATENT, HIDDEN)
             self.fc4 = nn.Linear(HIDDEN, DATA_DIM)
 
-        def forward(self, x):
+        def encode(self, x):
+            """(N, D) -> μ, log σ² of q(z|x), each (N, J)."""
             h = F.relu(self.fc1(x))
-            mu, logvar = self.fc21(h), self.fc22(h)
+            return self.fc21(h), self.fc22(h)
+
+        def decode(self, z):
+            """(..., J) -> Bernoulli logits (..., D)."""
+            return self.fc4(F.relu(self.fc3(z)))
+
+        def forward(self, x):
+            mu, logvar = self.encode(x)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-            logits = self.fc4(F.relu(self.fc3(z)))
+            logits = self.decode(z)
             nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             kl = 0.5 * torch.sum(mu * mu + torch.exp(logvar) - 1.0 - logvar)
             return (nll + kl) / x.shape[0]
+
+        def log_weights(self, x, mu, logvar, eps):
+            """log w_k = log p(x|z_k) + log N(z_k; 0, I) − log N(z_k; μ, σ²), (K, N), for eps (K, N, J)."""
+            z = mu + torch.exp(0.5 * logvar) * eps  # (K, N, J)
+            logits = self.decode(z)  # (K, N, D)
+            ll = torch.sum(x * logits - F.softplus(logits), dim=-1)
+            log_p = -0.5 * torch.sum(LOG_2PI + z * z, dim=-1)
+            log_q = -0.5 * torch.sum(LOG_2PI + logvar + eps * eps, dim=-1)  # at z = μ + σε
+            return ll + log_p - log_q
+
+        def iwae_loss(self, x, eps):
+            """−mean_n L_K,n for eps (K, N, J): L_K = logsumexp_k log w_k − log K."""
+            mu, logvar = self.encode(x)
+            log_w = self.log_weights(x, mu, logvar, eps)
+            return -torch.mean(torch.logsumexp(log_w, dim=0)) + math.log(eps.shape[0])
 
     return VAE
 
@@ -195,16 +319,25 @@ def torch_throughput(batch_sizes, n=12800, epochs=4, threads=2, compile=False, s
 def _torch_one(torch, data, batch_size, n, epochs, threads, compile, seed, adam):
     torch.manual_seed(seed)  # weights, and the noise of randn_like
     model = _torch_vae_class()()
+    seconds, loss, steps = _torch_fit(torch, model, model, data, batch_size, n, epochs, compile, seed, adam)
+    return throughput_row("pytorch-compile" if compile else "pytorch-eager", "cpu", batch_size, seconds,
+                          steps * batch_size, n, epochs, threads, torch.__version__, variant=f"adam-{adam}",
+                          optimizer_compiled=compile and adam != "fused",
+                          thread_control=f"torch.set_num_threads({threads})", last_loss=loss)
+
+
+def _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed, adam):
+    """Train ``model`` by Adam on ``loss_fn(x)`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS, **TORCH_ADAM[adam])
     if compile:
         torch.compiler.reset()  # a fresh model: no stale guards, no recompile limit across batch sizes
-        loss_fn = torch.compile(model)
+        loss_fn = torch.compile(loss_fn)
 
         @torch.compile(fullgraph=False)
         def opt_step():
             opt.step()
     else:
-        loss_fn, opt_step = model, opt.step
+        opt_step = opt.step
 
     steps = steps_per_epoch(n, batch_size)
     order = torch.Generator().manual_seed(seed)
@@ -220,10 +353,104 @@ def _torch_one(torch, data, batch_size, n, epochs, threads, compile, seed, adam)
         dt = time.perf_counter() - t0  # CPU tensors: every op has finished when it returns
         if epoch >= WARMUP_EPOCHS:
             seconds.append(dt)
-    return throughput_row("pytorch-compile" if compile else "pytorch-eager", "cpu", batch_size, seconds,
-                          steps * batch_size, n, epochs, threads, torch.__version__, variant=f"adam-{adam}",
-                          optimizer_compiled=compile and adam != "fused",
-                          thread_control=f"torch.set_num_threads({threads})", last_loss=float(loss.detach()))
+    return seconds, float(loss.detach()), steps
+
+
+def torch_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, compile=False, seed=0, adam=None):
+    """IWAE training samples/s (data points per second) of the standard model in PyTorch, one row per K.
+
+    Each step draws ε (K, N, J) with ``torch.randn`` inside the loss (so inside
+    the compiled graph for ``compile=True``), computes
+    −mean_n [logsumexp_k log w_k − log K] (:meth:`VAE.iwae_loss`), its
+    gradient and an Adam step; the rest as :func:`torch_throughput`.
+    """
+    ks = check_ks(ks)
+    check_args([batch_size], n, epochs, threads)
+    adam = adam or TORCH_ADAM_DEFAULT
+    if adam not in TORCH_ADAM:
+        raise ValueError(f"unknown Adam variant {adam!r}; choose from {', '.join(TORCH_ADAM)}")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        data = torch.from_numpy(binary_data(n, DATA_DIM, seed))
+        rows = []
+        for k in ks:
+            torch.manual_seed(seed)  # weights and noise
+            model = _torch_vae_class()()
+
+            def loss_fn(x, model=model, k=k):
+                return model.iwae_loss(x, torch.randn(k, x.shape[0], LATENT))
+
+            seconds, loss, steps = _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed, adam)
+            rows.append(throughput_row("pytorch-compile" if compile else "pytorch-eager", "cpu", batch_size, seconds,
+                                       steps * batch_size, n, epochs, threads, torch.__version__, k=k,
+                                       variant=f"adam-{adam}", optimizer_compiled=compile and adam != "fused",
+                                       thread_control=f"torch.set_num_threads({threads})", last_loss=loss))
+        return rows
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torch_chunk_fn(torch, model, compile):
+    """acc, x, μ, log σ², ε (c, N, J) -> logaddexp(acc, logsumexp_k log w_k): one step of the streaming sum."""
+    def chunk(acc, x, mu, logvar, eps):
+        return torch.logaddexp(acc, torch.logsumexp(model.log_weights(x, mu, logvar, eps), dim=0))
+
+    return torch.compile(chunk, dynamic=False) if compile else chunk
+
+
+def _torch_bound(torch, model, chunk, x, k, rows_per_call, generator):
+    """L_K per point (N,) by the streaming log-sum-exp over chunks of at most ``rows_per_call`` decoder rows."""
+    n = x.shape[0]
+    mu, logvar = model.encode(x)
+    acc = torch.full((n,), -math.inf)
+    for c in chunk_sizes(n, k, rows_per_call):
+        acc = chunk(acc, x, mu, logvar, torch.randn((c, n, LATENT), generator=generator))
+    return acc - math.log(k)
+
+
+def torch_iwae_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, threads=2, compile=False, seed=0,
+                        grad_mode="inference"):
+    """IWAE-K evaluation of ``points`` random binary points in PyTorch: decoder samples/s (points × K per s).
+
+    One untimed warm-up evaluation (compilation), then ``repeats`` timed ones,
+    each with fresh noise. ``grad_mode`` "inference" runs under
+    ``torch.inference_mode()``, "no_grad" under ``torch.no_grad()``;
+    ``compile=True`` compiles the chunk function (system "pytorch-compile").
+    """
+    check_eval_args(points, k, rows_per_call, repeats, threads)
+    if grad_mode not in TORCH_GRAD_MODES:
+        raise ValueError(f"unknown grad mode {grad_mode!r}; choose from {', '.join(TORCH_GRAD_MODES)}")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        model = _torch_vae_class()()
+        model.requires_grad_(False)
+        if compile:
+            torch.compiler.reset()
+        chunk = _torch_chunk_fn(torch, model, compile)
+        x = torch.from_numpy(binary_data(points, DATA_DIM, seed))
+        gen = torch.Generator().manual_seed(seed + 1)
+        mode = getattr(torch, TORCH_GRAD_MODES[grad_mode])
+        seconds, bounds = [], []
+        with mode():
+            for r in range(repeats + 1):
+                t0 = time.perf_counter()
+                bound = _torch_bound(torch, model, chunk, x, k, rows_per_call, gen)
+                dt = time.perf_counter() - t0
+                if r > 0:
+                    seconds.append(dt)
+                    bounds.append(float(bound.double().mean()))
+    finally:
+        torch.set_num_threads(before)
+    return evaluate_row("pytorch-compile" if compile else "pytorch-eager", "cpu", points, k, rows_per_call, seconds,
+                        bounds, threads, torch.__version__, grad_mode=f"torch.{TORCH_GRAD_MODES[grad_mode]}",
+                        thread_control=f"torch.set_num_threads({threads})")
 
 
 # --------------------------------------------------------------------- JAX
@@ -282,22 +509,63 @@ def _jax_init(jax, key):
     return params
 
 
+def _jax_dense(params, name, a):
+    return a @ params[name]["w"] + params[name]["b"]
+
+
+def _jax_encode(jax, params, x):
+    """(N, D) -> μ, log σ² of q(z|x), each (N, J)."""
+    h = jax.nn.relu(_jax_dense(params, "fc1", x))
+    return _jax_dense(params, "fc21", h), _jax_dense(params, "fc22", h)
+
+
+def _jax_decode(jax, params, z):
+    """(..., J) -> Bernoulli logits (..., D)."""
+    return _jax_dense(params, "fc4", jax.nn.relu(_jax_dense(params, "fc3", z)))
+
+
 def _jax_loss(jax, params, x, key):
     import jax.numpy as jnp
 
-    def dense(name, a):
-        return a @ params[name]["w"] + params[name]["b"]
-
-    h = jax.nn.relu(dense("fc1", x))
-    mu, logvar = dense("fc21", h), dense("fc22", h)
+    mu, logvar = _jax_encode(jax, params, x)
     z = mu + jax.random.normal(key, mu.shape, mu.dtype) * jnp.exp(0.5 * logvar)
-    logits = dense("fc4", jax.nn.relu(dense("fc3", z)))
+    logits = _jax_decode(jax, params, z)
     nll = jnp.sum(jax.nn.softplus(logits) - x * logits)  # binary cross-entropy with logits
     kl = 0.5 * jnp.sum(mu * mu + jnp.exp(logvar) - 1.0 - logvar)
     return (nll + kl) / x.shape[0]
 
 
-def _jax_step_fn(jax, batch_size):
+def _jax_log_weights(jax, params, x, mu, logvar, eps):
+    """log w_k = log p(x|z_k) + log N(z_k; 0, I) − log N(z_k; μ, σ²), (K, N), for eps (K, N, J)."""
+    import jax.numpy as jnp
+
+    z = mu + jnp.exp(0.5 * logvar) * eps  # (K, N, J)
+    logits = _jax_decode(jax, params, z)  # (K, N, D)
+    ll = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+    log_p = -0.5 * jnp.sum(LOG_2PI + z * z, axis=-1)
+    log_q = -0.5 * jnp.sum(LOG_2PI + logvar + eps * eps, axis=-1)  # at z = μ + σε
+    return ll + log_p - log_q
+
+
+def _jax_iwae_loss_eps(jax, params, x, eps):
+    """−mean_n L_K,n for eps (K, N, J)."""
+    import jax.numpy as jnp
+
+    mu, logvar = _jax_encode(jax, params, x)
+    log_w = _jax_log_weights(jax, params, x, mu, logvar, eps)
+    return -jnp.mean(jax.nn.logsumexp(log_w, axis=0)) + math.log(eps.shape[0])
+
+
+def _jax_iwae_loss(k):
+    """The IWAE loss with K = ``k`` samples drawn from ``key``, in the signature of :func:`_jax_loss`."""
+    def loss(jax, params, x, key):
+        eps = jax.random.normal(key, (k, x.shape[0], LATENT), x.dtype)
+        return _jax_iwae_loss_eps(jax, params, x, eps)
+
+    return loss
+
+
+def _jax_step_fn(jax, batch_size, loss_fn=_jax_loss):
     import jax.numpy as jnp
 
     b1, b2 = BETAS
@@ -307,7 +575,7 @@ def _jax_step_fn(jax, batch_size):
         params, m, v, t, key = state
         key, sub = jax.random.split(key)
         x = jax.lax.dynamic_slice_in_dim(xs, i * batch_size, batch_size)
-        loss, g = jax.value_and_grad(lambda p: _jax_loss(jax, p, x, sub))(params)
+        loss, g = jax.value_and_grad(lambda p: loss_fn(jax, p, x, sub))(params)
         t = t + 1
         m = tree_map(lambda m_, g_: b1 * m_ + (1 - b1) * g_, m, g)
         v = tree_map(lambda v_, g_: b2 * v_ + (1 - b2) * g_ * g_, v, g)
@@ -320,6 +588,13 @@ def _jax_step_fn(jax, batch_size):
 
 
 def _jax_one(jax, data, batch_size, n, epochs, threads, seed, control):
+    seconds, loss, steps = _jax_fit(jax, data, batch_size, n, epochs, seed, _jax_loss)
+    return throughput_row("jax-jit", jax.default_backend(), batch_size, seconds, steps * batch_size, n, epochs,
+                          threads, jax.__version__, thread_control=control, last_loss=loss)
+
+
+def _jax_fit(jax, data, batch_size, n, epochs, seed, loss_fn):
+    """Train by Adam on ``loss_fn`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
     import jax.numpy as jnp
 
     key = jax.random.PRNGKey(seed)
@@ -327,7 +602,7 @@ def _jax_one(jax, data, batch_size, n, epochs, threads, seed, control):
     params = _jax_init(jax, init_key)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     state = (params, zeros, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros((), jnp.int32), key)
-    step = _jax_step_fn(jax, batch_size)
+    step = _jax_step_fn(jax, batch_size, loss_fn)
     steps = steps_per_epoch(n, batch_size)
     order = np.random.default_rng(seed)
     seconds, loss = [], None
@@ -340,5 +615,143 @@ def _jax_one(jax, data, batch_size, n, epochs, threads, seed, control):
         dt = time.perf_counter() - t0
         if epoch >= WARMUP_EPOCHS:
             seconds.append(dt)
-    return throughput_row("jax-jit", jax.default_backend(), batch_size, seconds, steps * batch_size, n, epochs,
-                          threads, jax.__version__, thread_control=control, last_loss=float(loss))
+    return seconds, float(loss), steps
+
+
+def jax_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, seed=0):
+    """IWAE training samples/s (data points per second) of the standard model in JAX, one row per K.
+
+    One ``jax.jit`` holds the whole step as in :func:`jax_throughput`, with the
+    loss −mean_n [logsumexp_k log w_k − log K] on ε (K, N, J) drawn inside it.
+    """
+    ks = check_ks(ks)
+    check_args([batch_size], n, epochs, threads)
+    control = _set_jax_threads(threads)
+    import jax
+
+    data = jax.device_put(binary_data(n, DATA_DIM, seed))
+    rows = []
+    for k in ks:
+        seconds, loss, steps = _jax_fit(jax, data, batch_size, n, epochs, seed, _jax_iwae_loss(k))
+        rows.append(throughput_row("jax-jit", jax.default_backend(), batch_size, seconds, steps * batch_size, n,
+                                   epochs, threads, jax.__version__, k=k, thread_control=control, last_loss=loss))
+    return rows
+
+
+def _jax_chunk_core(jax, params, acc, x, mu, logvar, eps):
+    """logaddexp(acc, logsumexp_k log w_k) for eps (c, N, J): one step of the streaming sum."""
+    import jax.numpy as jnp
+
+    return jnp.logaddexp(acc, jax.nn.logsumexp(_jax_log_weights(jax, params, x, mu, logvar, eps), axis=0))
+
+
+def _jax_chunk_fn(jax, c):
+    """The jitted chunk function for ``c`` samples: (params, acc, x, μ, log σ², key) -> (acc, key)."""
+    def chunk(params, acc, x, mu, logvar, key):
+        key, sub = jax.random.split(key)
+        eps = jax.random.normal(sub, (c,) + mu.shape, mu.dtype)
+        return _jax_chunk_core(jax, params, acc, x, mu, logvar, eps), key
+
+    return jax.jit(chunk)
+
+
+def jax_iwae_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, threads=2, seed=0):
+    """IWAE-K evaluation of ``points`` random binary points in JAX: decoder samples/s (points × K per s).
+
+    The encoder runs once per evaluation (jitted); the chunk function (noise,
+    decoder, log-weights, one step of the streaming log-sum-exp) is one
+    ``jax.jit``, called once per chunk. One untimed warm-up evaluation, then
+    ``repeats`` timed ones, each up to ``block_until_ready``.
+    """
+    check_eval_args(points, k, rows_per_call, repeats, threads)
+    control = _set_jax_threads(threads)
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(seed)
+    key, init_key = jax.random.split(key)
+    params = _jax_init(jax, init_key)
+    x = jax.device_put(binary_data(points, DATA_DIM, seed))
+    encode = jax.jit(lambda p, x: _jax_encode(jax, p, x))
+    sizes = chunk_sizes(points, k, rows_per_call)
+    fns = {c: _jax_chunk_fn(jax, c) for c in set(sizes)}
+    seconds, bounds = [], []
+    for r in range(repeats + 1):
+        t0 = time.perf_counter()
+        mu, logvar = encode(params, x)
+        acc = jnp.full((points,), -jnp.inf, jnp.float32)
+        for c in sizes:
+            acc, key = fns[c](params, acc, x, mu, logvar, key)
+        bound = jax.block_until_ready(acc - math.log(k))
+        dt = time.perf_counter() - t0
+        if r > 0:
+            seconds.append(dt)
+            bounds.append(float(np.mean(np.asarray(bound, np.float64))))
+    return evaluate_row("jax-jit", jax.default_backend(), points, k, rows_per_call, seconds, bounds, threads,
+                        jax.__version__, thread_control=control)
+
+
+# ------------------------------------------------------- cross-check (by hand)
+def _torch_load(torch, model, params):
+    """Copy weights in the layout of :func:`numpy_log_weights` into the PyTorch VAE (nn.Linear keeps W.T)."""
+    with torch.no_grad():
+        for name, layer in params.items():
+            fc = getattr(model, name)
+            fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(layer["w"], np.float32).T)))
+            fc.bias.copy_(torch.from_numpy(np.asarray(layer["b"], np.float32)))
+
+
+def _streamed(chunk, acc, k, sizes, eps):
+    """Feed ``eps`` to ``acc = chunk(acc, eps_chunk)`` chunk by chunk; the final acc − log K."""
+    k0 = 0
+    for c in sizes:
+        acc = chunk(acc, eps[k0:k0 + c])
+        k0 += c
+    return acc - math.log(k)
+
+
+def torch_check(params, x, eps, rows_per_call, compile=False):
+    """The PyTorch peer on given weights and noise: log w (K, N), L_K (N,) by the streaming chunk function,
+    the IWAE loss and its gradient (autograd), as float64 NumPy arrays in the layout of ``params``."""
+    import torch
+
+    torch.manual_seed(0)
+    model = _torch_vae_class()()
+    _torch_load(torch, model, params)
+    if compile:
+        torch.compiler.reset()
+    xt, et = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(eps, np.float32))
+    k, n = eps.shape[:2]
+    chunk = _torch_chunk_fn(torch, model, compile)
+    with torch.no_grad():
+        mu, logvar = model.encode(xt)
+        log_w = model.log_weights(xt, mu, logvar, et)
+        bound = _streamed(lambda acc, e: chunk(acc, xt, mu, logvar, e), torch.full((n,), -math.inf), k,
+                          chunk_sizes(n, k, rows_per_call), et)
+    loss_fn = torch.compile(model.iwae_loss) if compile else model.iwae_loss
+    loss = loss_fn(xt, et)
+    loss.backward()
+    grads = {name: {"w": getattr(model, name).weight.grad.double().numpy().T,
+                    "b": getattr(model, name).bias.grad.double().numpy()} for name in params}
+    return {"log_w": log_w.double().numpy(), "bound": bound.double().numpy(), "loss": float(loss.detach()),
+            "grads": grads}
+
+
+def jax_check(params, x, eps, rows_per_call):
+    """The JAX peer on given weights and noise, as :func:`torch_check` (jitted chunk core, ``jax.grad``)."""
+    control = _set_jax_threads(2)  # noqa: F841 (the pool size does not matter here)
+    import jax
+    import jax.numpy as jnp
+
+    p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
+    xj, ej = jnp.asarray(x, jnp.float32), jnp.asarray(eps, jnp.float32)
+    k, n = eps.shape[:2]
+    mu, logvar = jax.jit(lambda p, x: _jax_encode(jax, p, x))(p, xj)
+    log_w = jax.jit(lambda p, x, mu, lv, e: _jax_log_weights(jax, p, x, mu, lv, e))(p, xj, mu, logvar, ej)
+    core = jax.jit(lambda p, acc, x, mu, lv, e: _jax_chunk_core(jax, p, acc, x, mu, lv, e))
+    bound = _streamed(lambda acc, e: core(p, acc, xj, mu, logvar, e), jnp.full((n,), -jnp.inf, jnp.float32), k,
+                      chunk_sizes(n, k, rows_per_call), ej)
+    loss, g = jax.jit(jax.value_and_grad(lambda p: _jax_iwae_loss_eps(jax, p, xj, ej)))(p)
+    grads = {name: {kk: np.asarray(v, np.float64) for kk, v in layer.items()} for name, layer in g.items()}
+    return {"log_w": np.asarray(log_w, np.float64), "bound": np.asarray(bound, np.float64), "loss": float(loss),
+            "grads": grads}

@@ -1,9 +1,13 @@
-"""The benchmark suite of scratchvae: throughput, roofline, scaling, memory, compile time, matmul.
+"""The benchmark suite of scratchvae: throughput, IWAE, evaluation, roofline, scaling, memory, compile, matmul.
 
     python -m benchmarks [--smoke] [--out DIR]        # every part; tables, JSON per part, PNG plots
     python -m benchmarks throughput [--batch-sizes 32,128,512] [--backends numba,reference]
                                     [--dtypes float32,float64] [--peers] [--epochs N] [--rounds R]
                                     [--n N] [--json FILE]
+    python -m benchmarks iwae [--ks 5,50] [--batch-size 128] [--n 6400] [--epochs 3] [--peers] [--rounds R]
+    python -m benchmarks evaluate [--points 100] [--k 5000] [--rows-per-call 20000] [--repeats 3] [--peers]
+                                  [--rounds R]
+    python -m benchmarks check-peers [--no-compile]   # by hand: the peers' bounds and gradients against NumPy
     python -m benchmarks roofline|scaling|memory|compile|matmul [--smoke] [--out DIR]
 
 Standard model: 784-400-20, ReLU, Bernoulli likelihood, L = 1, Adam lr 1e-3,
@@ -14,6 +18,11 @@ scratchvae, or a peer) runs in a fresh process once per round, and the rounds
 interleave the systems in a rotated order (:func:`interleaved_rounds`);
 samples_per_s is the median over the timed epochs of all rounds. No part
 asserts anything about speed.
+
+The ``iwae`` part (IWAE training, K = 5 and 50) and the ``evaluate`` part
+(IWAE-5000 evaluation in chunks of decoder rows, with its forward BLAS limit)
+follow the same protocol; scratchvae enters them only through
+:func:`scratchvae_iwae_stepper` and :func:`scratchvae_iwae_evaluate`.
 
 Backends of scratchvae:
 
@@ -40,7 +49,7 @@ import numpy as np  # noqa: E402
 from . import peers  # noqa: E402
 
 D, H, J = 784, 400, 20
-PARTS = ("throughput", "roofline", "scaling", "memory", "compile", "matmul")
+PARTS = ("throughput", "iwae", "evaluate", "roofline", "scaling", "memory", "compile", "matmul")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -191,13 +200,7 @@ def _progress(r):
 def throughput_systems(backends, dtypes, with_peers):
     """The systems the throughput part runs, as specs for :func:`_child_throughput` (peers only if installed)."""
     specs = [{"system": "scratchvae", "backend": be, "dtype": dt} for be in backends for dt in dtypes]
-    if with_peers:
-        have = peers.available()
-        if have["torch"]:
-            specs += [{"system": "pytorch-eager"}, {"system": "pytorch-compile"}]
-        if have["jax"]:
-            specs.append({"system": "jax-jit"})
-    return specs
+    return specs + peer_systems(with_peers)
 
 
 def _child_throughput(spec):
@@ -219,21 +222,22 @@ def _child_throughput(spec):
     print(json.dumps(rows))
 
 
-def interleaved_rounds(specs, rounds):
+def interleaved_rounds(specs, rounds, child="_throughput"):
     """Run every system once per round, each in a fresh process, the order rotated from round to round.
 
     A fresh process per system and round: no thread pool of one framework
     (OpenBLAS, OpenMP, XLA) is alive while another is measured. Rounds
     interleave the systems, so a slow spell of a shared machine falls on
     all of them rather than on whichever ran during it. Returns the rows of
-    every run, each with its "round".
+    every run, each with its "round". ``child``: the internal command that
+    runs one spec (``python -m benchmarks CHILD SPEC``).
     """
     out = []
     for r in range(rounds):
         order = specs[r % len(specs):] + specs[:r % len(specs)]
         for spec in order:
             print(f"  round {r + 1}/{rounds}: {_label(spec)}", file=sys.stderr, flush=True)
-            for row in _run_child(["_throughput", json.dumps(spec)], stream_stderr=True):
+            for row in _run_child([child, json.dumps(spec)], stream_stderr=True):
                 out.append(dict(row, round=r + 1))
     return out
 
@@ -242,23 +246,33 @@ def _label(spec):
     return " ".join(str(spec[k]) for k in ("system", "backend", "dtype") if k in spec)
 
 
-def merge_rounds(rows):
-    """One row per (system, backend, dtype, batch_size) from the rows of every round.
+THROUGHPUT_KEY = ("system", "backend", "dtype", "batch_size")
 
-    ``samples_per_s`` is the median over every timed epoch of every round;
-    ``round_samples_per_s`` keeps each round's own median.
+
+def merge_rounds(rows, key=THROUGHPUT_KEY, per="epoch_samples_per_s", lists=()):
+    """One row per ``key`` (by default system, backend, dtype, batch_size) from the rows of every round.
+
+    ``samples_per_s`` is the median over every timed epoch (the list ``per``)
+    of every round; ``round_samples_per_s`` keeps each round's own median.
+    The lists named in ``lists`` are concatenated over the rounds where a row has them.
     """
     merged = {}
     for r in rows:
-        key = (r["system"], r["backend"], r["dtype"], r["batch_size"])
-        m = merged.get(key)
+        k = tuple(r[f] for f in key)
+        m = merged.get(k)
         if m is None:
-            m = merged[key] = {k: v for k, v in r.items() if k != "round"}
-            m["epoch_samples_per_s"], m["round_samples_per_s"] = [], []
-        m["epoch_samples_per_s"] = m["epoch_samples_per_s"] + list(r["epoch_samples_per_s"])
+            m = merged[k] = {f: v for f, v in r.items() if f != "round"}
+            m[per], m["round_samples_per_s"] = [], []
+            for f in lists:
+                if f in r:
+                    m[f] = []
+        m[per] = m[per] + list(r[per])
+        for f in lists:
+            if f in r:
+                m[f] = m[f] + list(r[f])
         m["round_samples_per_s"].append(r["samples_per_s"])
     for m in merged.values():
-        m["samples_per_s"] = median(m["epoch_samples_per_s"])
+        m["samples_per_s"] = median(m[per])
         m["rounds"] = len(m["round_samples_per_s"])
     return list(merged.values())
 
@@ -328,6 +342,398 @@ def plot_throughput(rows, path):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ the IWAE adapters
+# The scratchvae side of the iwae and evaluate parts goes through these two functions and nothing else.
+IWAE_BACKEND = "numpy"  # the "backend" of their rows: model.iwae then optimizer.step
+
+
+class _IWAEStepper:
+    def __init__(self, batch_size, k, dtype, seed):
+        self.model, self.opt = make_model(dtype, seed=seed)
+        self.rng = np.random.default_rng(seed + 1)
+        self.k = k
+
+    def step(self, x):
+        eps = self.model.noise(self.rng, x.shape[0], self.k)  # (K, N, J)
+        _, grads = self.model.iwae(x, eps)
+        self.opt.step(self.model.params, grads)
+
+
+def scratchvae_iwae_stepper(batch_size, k, dtype="float32", seed=0):
+    """An object whose ``step(x)`` is one IWAE training step of the standard model on fresh noise.
+
+    ``x`` is a (batch_size, D) minibatch; the step draws ε (K, N, J), takes the
+    gradient of −mean_n L_K,n and applies Adam (lr 1e-3), as :class:`Stepper` does for the ELBO.
+    """
+    return _IWAEStepper(batch_size, k, dtype, seed)
+
+
+def scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=0):
+    """L_K per data point, (N,), with K = ``k`` samples drawn in chunks of at most ``rows_per_call`` decoder rows.
+
+    The chunks' log-weights are summed by a streaming log-sum-exp, so memory is
+    bounded by one chunk; the noise comes from ``np.random.default_rng(seed)``.
+    """
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    acc = np.full(n, -np.inf)  # log Σ_k w_k over the chunks so far
+    with np.errstate(under="ignore"):
+        for c in peers.chunk_sizes(n, k, rows_per_call):
+            terms, _ = model.iwae(x, model.noise(rng, n, c), grads=False)
+            log_w = terms.log_w.astype(np.float64)  # (c, N)
+            m = log_w.max(axis=0)
+            acc = np.logaddexp(acc, m + np.log(np.exp(log_w - m).sum(axis=0)))
+    return acc - np.log(k)
+
+
+# ------------------------------------------------------------------ iwae (training)
+IWAE_KEY = ("system", "backend", "dtype", "k", "batch_size")
+
+
+def scratchvae_iwae_throughput(ks, batch_size, n, epochs, seed=0):
+    """IWAE training samples/s (data points per second) of scratchvae, one row per K."""
+    from scratchvae import __version__
+
+    data = peers.binary_data(n, seed=seed)
+    steps = peers.steps_per_epoch(n, batch_size)
+    rows = []
+    for k in ks:
+        st = scratchvae_iwae_stepper(batch_size, k, "float32", seed)
+        seconds = run_epochs(st, data, batch_size, epochs, seed)[peers.WARMUP_EPOCHS:]
+        rows.append(peers.throughput_row("scratchvae", IWAE_BACKEND, batch_size, seconds, steps * batch_size, n,
+                                         epochs, THREADS, __version__, k=k))
+        _progress_k(rows[-1])
+    return rows
+
+
+def _progress_k(r):
+    print(f"  .. {r['system']} {r['backend']} K={r['k']}: {r['samples_per_s']:.0f} samples/s", file=sys.stderr,
+          flush=True)
+
+
+def peer_systems(with_peers):
+    """The peers' specs, those installed only (none without ``with_peers``)."""
+    if not with_peers:
+        return []
+    have = peers.available()
+    specs = [{"system": "pytorch-eager"}, {"system": "pytorch-compile"}] if have["torch"] else []
+    return specs + ([{"system": "jax-jit"}] if have["jax"] else [])
+
+
+def _child_iwae(spec):
+    """Child process: the IWAE training rows of one system at every K, printed as one JSON line."""
+    s = json.loads(spec)
+    kw = dict(batch_size=s["batch_size"], n=s["n"], epochs=s["epochs"])
+    if s["system"] == "scratchvae":
+        rows = scratchvae_iwae_throughput(s["ks"], **kw)
+    else:
+        if s["system"] in ("pytorch-eager", "pytorch-compile"):
+            rows = peers.torch_iwae_throughput(s["ks"], threads=THREADS, compile=s["system"] == "pytorch-compile",
+                                               **kw)
+        elif s["system"] == "jax-jit":
+            rows = peers.jax_iwae_throughput(s["ks"], threads=THREADS, **kw)
+        else:
+            raise ValueError(f"unknown system {s['system']!r}")
+        for r in rows:
+            _progress_k(r)
+    print(json.dumps(rows))
+
+
+def best_peer_ratios(rows, group):
+    """For each value of ``group``: scratchvae's samples/s over the fastest peer's, naming that peer."""
+    out = []
+    for g in sorted({r[group] for r in rows}):
+        ours = [r for r in rows if r[group] == g and r["system"] == "scratchvae"]
+        theirs = [r for r in rows if r[group] == g and r["system"] != "scratchvae"]
+        if ours and theirs:
+            best = max(theirs, key=lambda r: r["samples_per_s"])
+            out.append({group: g, "best_peer": best["system"], "scratchvae_samples_per_s": ours[0]["samples_per_s"],
+                        "peer_samples_per_s": best["samples_per_s"],
+                        "ratio_scratchvae_over_best_peer": ours[0]["samples_per_s"] / best["samples_per_s"]})
+    return out
+
+
+def part_iwae(ks=(5, 50), batch_size=128, n=6400, epochs=3, rounds=3, with_peers=False, json_path=None,
+              plot_path=None):
+    """IWAE training samples/s, scratchvae against the peers, in interleaved rounds of fresh processes."""
+    ks = peers.check_ks(ks)
+    if epochs < 2:
+        raise ValueError("epochs must be >= 2 (the first is warm-up)")
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    peers.steps_per_epoch(n, batch_size)
+    common = {"ks": ks, "batch_size": batch_size, "n": n, "epochs": epochs}
+    specs = [dict(common, **s) for s in [{"system": "scratchvae"}] + peer_systems(with_peers)]
+    rows = merge_rounds(interleaved_rounds(specs, rounds, child="_iwae"), key=IWAE_KEY)
+    print(f"\n{machine_line()}")
+    print_table(rows, ["system", "backend", "k", "batch_size", "samples_per_s"],
+                f"IWAE training (data points/s; batch {batch_size}, n={n}; median over {epochs - 1} timed "
+                f"epoch(s) x {rounds} interleaved round(s))")
+    rat = best_peer_ratios(rows, "k")
+    if rat:
+        print_table(rat, ["k", "best_peer", "ratio_scratchvae_over_best_peer"], "scratchvae / best peer")
+    res = {"rows": rows, "ratios": rat, "protocol": {**common, "rounds": rounds, "threads": THREADS}}
+    if json_path:
+        save_json(res, json_path)
+    if plot_path:
+        plot_bars(rows, "k", "K", "data points/s",
+                  f"IWAE training, batch {batch_size} (median; bars: range of the rounds)", plot_path)
+    return res
+
+
+def plot_bars(rows, group, xlabel, ylabel, title, path, hlines=()):
+    """One panel per value of ``group`` (each on its own linear scale), a bar per system; whiskers span the
+    rounds' medians. ``hlines``: (y, label) reference lines drawn on every panel."""
+    plt = _plt()
+    groups = sorted({r[group] for r in rows})
+    systems = sorted({r["system"] for r in rows}, key=lambda s: (s != "scratchvae", s))
+    colors = {s: f"C{i}" for i, s in enumerate(systems)}
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(6.0, 3.4 * len(groups) + 1.5), 4.2), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        for i, sysname in enumerate(systems):
+            r = next((r for r in rows if r[group] == g and r["system"] == sysname), None)
+            if r is None:
+                continue
+            y = r["samples_per_s"]
+            rs = r.get("round_samples_per_s") or [y]
+            ax.bar(i, y, 0.7, yerr=[[y - min(rs)], [max(rs) - y]], capsize=3, color=colors[sysname])
+        for j, (y, label) in enumerate(hlines):
+            ax.axhline(y, ls="--" if j == 0 else ":", lw=1, color="k")
+            ax.text(len(systems) - 0.5, y, label, ha="right", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=7)
+        ax.set(title=f"{xlabel} = {g:g}" if isinstance(g, (int, float)) else str(g), ylabel=ylabel)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ evaluate (IWAE-5000)
+EVALUATE_KEY = ("system", "backend", "dtype", "points", "k")
+EVAL_LISTS = ("repeat_seconds", "repeat_mean_bound", "repeat_limit_seconds", "repeat_fractions")
+TEST_POINTS = 10_000  # Fashion-MNIST's test set, for the projected minutes
+
+
+class DecoderProducts:
+    """The decoder's matrix products alone at the chunk shapes of one evaluation, preallocated.
+
+    Per chunk of R = c·N rows: z (R, J) @ W (J, H) and h (R, H) @ W (H, D), the
+    forward BLAS limit of the evaluation: no bias, activation, likelihood or noise.
+    """
+
+    def __init__(self, points, k, rows_per_call, dtype="float32", hidden=H, latent=J, data_dim=D, seed=0):
+        rng = np.random.default_rng(seed)
+        self.sizes = peers.chunk_sizes(points, k, rows_per_call)
+        self.flops = sum(2 * c * points * (latent * hidden + hidden * data_dim) for c in self.sizes)
+        self.ops = {}
+        for c in set(self.sizes):
+            R = c * points
+            z = rng.standard_normal((R, latent)).astype(dtype)
+            W0 = rng.standard_normal((latent, hidden)).astype(dtype)
+            h = rng.standard_normal((R, hidden)).astype(dtype)
+            W1 = rng.standard_normal((hidden, data_dim)).astype(dtype)
+            self.ops[c] = [(z, W0, np.empty((R, hidden), dtype)), (h, W1, np.empty((R, data_dim), dtype))]
+
+    def run(self):
+        for c in self.sizes:
+            for A, B, C in self.ops[c]:
+                np.matmul(A, B, out=C)
+
+
+def scratchvae_evaluate_row(points, k, rows_per_call, repeats, seed=0):
+    """Time ``repeats`` evaluations, each followed by the decoder's products alone (one untimed warm-up of each)."""
+    from scratchvae import __version__
+
+    model, _ = make_model("float32", seed=seed)
+    x = peers.binary_data(points, seed=seed)
+    limit = DecoderProducts(points, k, rows_per_call)
+    scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=seed)
+    limit.run()
+    seconds, bounds, limits = [], [], []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        bound = scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=seed + 1 + r)
+        t1 = time.perf_counter()
+        limit.run()
+        t2 = time.perf_counter()
+        seconds.append(t1 - t0)
+        limits.append(t2 - t1)
+        bounds.append(float(np.mean(bound)))
+    return peers.evaluate_row("scratchvae", IWAE_BACKEND, points, k, rows_per_call, seconds, bounds, THREADS,
+                              __version__, repeat_limit_seconds=limits,
+                              repeat_fractions=[lt / t for lt, t in zip(limits, seconds)],
+                              limit_flops=limit.flops)
+
+
+def _progress_eval(r):
+    print(f"  .. {r['system']} {r['backend']} {r['points']} points x K={r['k']}: {r['samples_per_s']:.0f} "
+          f"decoder samples/s, mean bound {r['mean_bound']:.2f}", file=sys.stderr, flush=True)
+
+
+def _child_evaluate(spec):
+    """Child process: the evaluation row of one system, printed as a one-row JSON list."""
+    s = json.loads(spec)
+    kw = dict(points=s["points"], k=s["k"], rows_per_call=s["rows_per_call"], repeats=s["repeats"])
+    if s["system"] == "scratchvae":
+        row = scratchvae_evaluate_row(**kw)
+    elif s["system"] in ("pytorch-eager", "pytorch-compile"):
+        row = peers.torch_iwae_evaluate(threads=THREADS, compile=s["system"] == "pytorch-compile", **kw)
+    elif s["system"] == "jax-jit":
+        row = peers.jax_iwae_evaluate(threads=THREADS, **kw)
+    else:
+        raise ValueError(f"unknown system {s['system']!r}")
+    _progress_eval(row)
+    print(json.dumps([row]))
+
+
+def evaluate_summary(rows):
+    """Add the medians of the merged per-repeat lists: mean bound, and for scratchvae the forward BLAS limit,
+    the fraction limit time / evaluation time (median of the paired repeats), and projected minutes for
+    :data:`TEST_POINTS` points."""
+    for r in rows:
+        r["mean_bound"] = median(r["repeat_mean_bound"])
+        r["projected_test_min"] = TEST_POINTS * r["k"] / r["samples_per_s"] / 60
+        if r.get("repeat_limit_seconds"):
+            lim = median(r["repeat_limit_seconds"])
+            r["limit_samples_per_s"] = r["points"] * r["k"] / lim
+            r["limit_gflops"] = r["limit_flops"] / lim / 1e9
+            r["fraction"] = median(r["repeat_fractions"])
+            r["limit_projected_test_min"] = TEST_POINTS * r["k"] / r["limit_samples_per_s"] / 60
+    return rows
+
+
+def part_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, rounds=3, with_peers=False, json_path=None,
+                  plot_path=None):
+    """IWAE-K evaluation speed (decoder samples/s), scratchvae against the peers and its forward BLAS limit."""
+    peers.check_eval_args(points, k, rows_per_call, repeats, THREADS)
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    common = {"points": points, "k": k, "rows_per_call": rows_per_call, "repeats": repeats}
+    specs = [dict(common, **s) for s in [{"system": "scratchvae"}] + peer_systems(with_peers)]
+    rows = evaluate_summary(merge_rounds(interleaved_rounds(specs, rounds, child="_evaluate"), key=EVALUATE_KEY,
+                                         per="repeat_samples_per_s", lists=EVAL_LISTS))
+    print(f"\n{machine_line()}")
+    print_table(rows, ["system", "backend", "points", "k", "samples_per_s", "mean_bound", "projected_test_min"],
+                f"IWAE-{k} evaluation (decoder samples/s = points x K per s; chunks of {rows_per_call} decoder rows; "
+                f"median over {repeats} repeat(s) x {rounds} interleaved round(s); projected minutes for "
+                f"{TEST_POINTS} points)")
+    ours = [r for r in rows if r["system"] == "scratchvae"]
+    print_table(ours, ["system", "samples_per_s", "limit_samples_per_s", "limit_gflops", "fraction",
+                       "limit_projected_test_min"],
+                "forward BLAS limit (the decoder's products alone at the same chunk shapes, alternating with the "
+                "evaluation; fraction = limit time / evaluation time)")
+    rat = best_peer_ratios(rows, "k")
+    if rat:
+        print_table(rat, ["k", "best_peer", "ratio_scratchvae_over_best_peer"], "scratchvae / best peer")
+    res = {"rows": rows, "ratios": rat, "protocol": {**common, "rounds": rounds, "threads": THREADS,
+                                                     "test_points": TEST_POINTS}}
+    if json_path:
+        save_json(res, json_path)
+    if plot_path:
+        hl = []
+        if ours and ours[0].get("limit_samples_per_s"):
+            lim = ours[0]["limit_samples_per_s"]
+            hl = [(lim, "forward BLAS limit"), (lim / 1.3, "limit / 1.3")]
+        plot_bars(rows, "k", "K", "decoder samples/s",
+                  f"IWAE-{k} evaluation, {points} points (median; bars: range of the rounds)", plot_path, hl)
+    return res
+
+
+# ------------------------------------------------------------------ check-peers (by hand)
+CHECK_TOL = 1e-5  # float32 round-off, relative to the largest magnitude of the compared quantity
+# Gradients: a float32 log w ≈ −550 nats carries ~1e-4 nats of round-off, which moves the normalized weights
+# exp(log w_k − max) by ~1e-4 relative, so the gradient agrees to ~1e-5..1e-4 (scratchvae's own float32
+# gradient against its float64 one shows the same), while a wrong term would be off by O(1).
+CHECK_GRAD_TOL = 1e-3
+
+
+def peer_params(model):
+    """The weights of a scratchvae VAE in the peers' layout (fc1, fc21 = μ head, fc22 = log σ² head, fc3, fc4)."""
+    p = {k: np.asarray(v) for k, v in model.params.items()}
+    return {"fc1": {"w": p["enc.0.W"], "b": p["enc.0.b"]},
+            "fc21": {"w": p["enc.1.W"][:, :J], "b": p["enc.1.b"][:J]},
+            "fc22": {"w": p["enc.1.W"][:, J:], "b": p["enc.1.b"][J:]},
+            "fc3": {"w": p["dec.0.W"], "b": p["dec.0.b"]},
+            "fc4": {"w": p["dec.1.W"], "b": p["dec.1.b"]}}
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def check_peers(n=5, k=12, rows_per_call=20, compile=True, seed=0):
+    """Every installed peer against a NumPy float64 reference on shared float32 weights and given noise.
+
+    Compared: log w (K, N); L_K (N,) by the peer's streaming chunk function
+    (chunks of ``rows_per_call`` decoder rows); the IWAE loss; its gradient,
+    against scratchvae's hand-derived gradient of a float64 copy of the model.
+    scratchvae's own float32 log-weights are checked against the reference
+    too. Prints a table of relative errors; exit status 1 if any exceeds
+    :data:`CHECK_TOL` (gradients: :data:`CHECK_GRAD_TOL`); exit 2 if neither torch nor jax is installed.
+    """
+    from scratchvae import VAE, VAEConfig
+
+    have = peers.available()
+    if not (have["torch"] or have["jax"]):
+        raise ValueError("check-peers needs torch or jax installed")
+    model, _ = make_model("float32", seed=seed)
+    params = peer_params(model)
+    rng = np.random.default_rng(seed + 1)
+    x = peers.binary_data(n, seed=seed)
+    eps = rng.standard_normal((k, n, J), dtype=np.float32)
+    log_w = peers.numpy_log_weights(params, x, eps)  # float64 reference
+    bound = peers.log_mean_exp(log_w, axis=0)
+    loss = -float(np.mean(bound))
+    m64 = VAE(VAEConfig(data_dim=D, latent_dim=J, hidden=(H,), activation="relu", likelihood="bernoulli",
+                        dtype="float64"), np.random.default_rng(seed))
+    for name, v in model.params.items():
+        m64.params[name][...] = v
+    terms, g64 = m64.iwae(x.astype(np.float64), eps.astype(np.float64))
+    grads = peer_params(type("M", (), {"params": g64})())
+    t32, g32 = model.iwae(x, eps)
+    g32 = peer_params(type("M", (), {"params": g32})())
+    rows = [{"system": "scratchvae float32 (model.iwae)", "log_w": _rel(t32.log_w, log_w),
+             "bound": _rel(scratchvae_iwae_bound_given(model, x, eps), bound), "loss": None,
+             "grad": max(_rel(g32[lay][t], grads[lay][t]) for lay in grads for t in ("w", "b"))},
+            {"system": "scratchvae float64 (hand gradient)", "log_w": _rel(terms.log_w, log_w),
+             "bound": _rel(terms.bound, bound), "loss": None, "grad": None}]  # the gradient reference itself
+    got = []
+    if have["torch"]:
+        got.append(("pytorch-eager", peers.torch_check(params, x, eps, rows_per_call)))
+        if compile:
+            got.append(("pytorch-compile", peers.torch_check(params, x, eps, rows_per_call, compile=True)))
+    if have["jax"]:
+        got.append(("jax-jit", peers.jax_check(params, x, eps, rows_per_call)))
+    for name, r in got:
+        rows.append({"system": name, "log_w": _rel(r["log_w"], log_w), "bound": _rel(r["bound"], bound),
+                     "loss": _rel(r["loss"], loss),
+                     "grad": max(_rel(r["grads"][lay][t], grads[lay][t]) for lay in grads for t in ("w", "b"))})
+    print(f"\n{machine_line()}")
+    print(f"reference: NumPy float64 on scratchvae's float32 weights (seed {seed}), N = {n} random binary points, "
+          f"K = {k} given samples, chunks of {rows_per_call} decoder rows; mean L_K = {float(np.mean(bound)):.4f}")
+    print_table(rows, ["system", "log_w", "bound", "loss", "grad"],
+                f"relative error max|peer - reference| / max|reference| (tolerance {CHECK_TOL:g}; grad: worst "
+                f"parameter tensor, against scratchvae's hand gradient in float64, tolerance {CHECK_GRAD_TOL:g})")
+    bad = [r["system"] for r in rows for f in ("log_w", "bound", "loss", "grad")
+           if r[f] is not None and not r[f] <= (CHECK_GRAD_TOL if f == "grad" else CHECK_TOL)]
+    if bad:
+        print(f"check-peers: tolerance exceeded by {', '.join(sorted(set(bad)))}", file=sys.stderr)
+        sys.exit(1)
+    print("check-peers: every system agrees with the reference")
+    return rows
+
+
+def scratchvae_iwae_bound_given(model, x, eps):
+    """L_K per point from scratchvae's log-weights on given noise, streamed by chunks of 3 samples."""
+    acc = np.full(x.shape[0], -np.inf)
+    for k0 in range(0, eps.shape[0], 3):
+        log_w = model.iwae(x, eps[k0:k0 + 3], grads=False)[0].log_w.astype(np.float64)
+        acc = np.logaddexp(acc, peers.log_mean_exp(log_w, axis=0) + np.log(log_w.shape[0]))
+    return acc - np.log(eps.shape[0])
 
 
 # ------------------------------------------------------------------ roofline
@@ -727,9 +1133,9 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere, no peers (< 60 s)")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"))
-    p.add_argument("--peers", action="store_true", help="also PyTorch and JAX throughput (not with --smoke)")
+    p.add_argument("--peers", action="store_true", help="also PyTorch and JAX (not with --smoke)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="rounds of the throughput and roofline parts (default 3; 1 with --smoke)")
+                   help="rounds of the throughput, iwae, evaluate and roofline parts (default 3; 1 with --smoke)")
     sub = p.add_subparsers(dest="part")
     t = sub.add_parser("throughput")
     t.add_argument("--batch-sizes", type=_csv(int), default=None)
@@ -743,14 +1149,34 @@ def build_parser():
     t.add_argument("--json", default=None)
     t.add_argument("--smoke", action="store_true", dest="t_smoke")
     t.add_argument("--out", default=None, dest="t_out")
-    for name in PARTS[1:]:
+    w = sub.add_parser("iwae", help="IWAE training samples/s at K = 5 and 50 (scratchvae and peers)")
+    w.add_argument("--ks", type=_csv(int), default=None, help="numbers of importance samples (default 5,50)")
+    w.add_argument("--batch-size", type=int, default=None, help="default 128")
+    w.add_argument("--n", type=int, default=None, help="data points per epoch (default 6400)")
+    w.add_argument("--epochs", type=int, default=None, help="all epochs, the first untimed (default 3)")
+    e = sub.add_parser("evaluate", help="IWAE-K evaluation decoder samples/s and its forward BLAS limit")
+    e.add_argument("--points", type=int, default=None, help="data points per evaluation (default 100)")
+    e.add_argument("--k", type=int, default=None, help="importance samples per point (default 5000)")
+    e.add_argument("--rows-per-call", type=int, default=None, help="decoder rows per chunk (default 20000)")
+    e.add_argument("--repeats", type=int, default=None, help="timed evaluations per round (default 3)")
+    for s in (w, e):
+        s.add_argument("--peers", action="store_true", dest="t_peers")
+        s.add_argument("--rounds", type=int, default=None, dest="t_rounds",
+                       help="interleaved rounds, a fresh process per system and round (default 3)")
+        s.add_argument("--json", default=None)
+        s.add_argument("--smoke", action="store_true", dest="t_smoke")
+        s.add_argument("--out", default=None, dest="t_out")
+    c = sub.add_parser("check-peers", help="by hand: every peer's L_K, loss and gradient against a NumPy "
+                                           "reference on shared weights and noise (needs torch and/or jax)")
+    c.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
+    for name in PARTS[3:]:
         s = sub.add_parser(name)
         s.add_argument("--smoke", action="store_true", dest="t_smoke")
         s.add_argument("--out", default=None, dest="t_out")
         if name == "roofline":
             s.add_argument("--rounds", type=int, default=None, dest="t_rounds",
                            help="alternating (step, products alone) rounds (default 3)")
-    for name in ("_rss", "_compile", "_import", "_throughput"):  # internal: children of the parts
+    for name in ("_rss", "_compile", "_import", "_throughput", "_iwae", "_evaluate"):  # internal: children of the parts
         s = sub.add_parser(name)
         s.add_argument("args", nargs="*")
     return p
@@ -765,6 +1191,12 @@ def main(argv=None):
         parser.error(str(e))
 
 
+def _given(args, name, default):
+    """The option ``name`` if the part's parser has it and it was given (0 included), else ``default``."""
+    v = getattr(args, name, None)
+    return default if v is None else v
+
+
 def _main(args):
     part = args.part
     if part == "_rss":
@@ -776,6 +1208,12 @@ def _main(args):
         return _child_import()
     if part == "_throughput":
         return _child_throughput(*args.args)
+    if part == "_iwae":
+        return _child_iwae(*args.args)
+    if part == "_evaluate":
+        return _child_evaluate(*args.args)
+    if part == "check-peers":
+        return check_peers(compile=not args.no_compile)
     smoke = args.smoke or getattr(args, "t_smoke", False)
     out = getattr(args, "t_out", None) or args.out
     os.makedirs(out, exist_ok=True)
@@ -799,6 +1237,22 @@ def _main(args):
             if part == "throughput":
                 kw.update(backends=args.backends, dtypes=args.dtypes)
             results[name] = part_throughput(**kw)
+        elif name == "iwae":
+            kw = dict(ks=_given(args, "ks", [2, 5] if smoke else [5, 50]),
+                      batch_size=_given(args, "batch_size", 16 if smoke else 128),
+                      n=_given(args, "n", 64 if smoke else 6400),
+                      epochs=_given(args, "epochs", 2 if smoke else 3),
+                      rounds=rounds, with_peers=with_peers, json_path=_given(args, "json", path),
+                      plot_path=os.path.join(out, "iwae.png"))
+            results[name] = part_iwae(**kw)
+        elif name == "evaluate":
+            kw = dict(points=_given(args, "points", 4 if smoke else 100),
+                      k=_given(args, "k", 50 if smoke else 5000),
+                      rows_per_call=_given(args, "rows_per_call", 40 if smoke else 20_000),
+                      repeats=_given(args, "repeats", 2 if smoke else 3),
+                      rounds=rounds, with_peers=with_peers, json_path=_given(args, "json", path),
+                      plot_path=os.path.join(out, "evaluate.png"))
+            results[name] = part_evaluate(**kw)
         elif name == "roofline":
             results[name] = (part_roofline((16, 32), reps=5, rounds=2, hidden=64, latent=8, json_path=path) if smoke
                              else part_roofline(rounds=rounds, json_path=path))

@@ -45,3 +45,49 @@ def test_binary_data_is_seeded_float32_bits_and_jax_env_sizes_the_pool():
     assert a.dtype == np.float32 and a.shape == (64, 784) and np.array_equal(a, b)
     assert set(np.unique(a)) == {0.0, 1.0} and math.isclose(a.mean(), 0.5, abs_tol=0.02)
     assert peers.jax_thread_env(2) == {"PJRT_NPROC": "2"}
+
+
+def test_chunks_cover_k_samples_in_calls_of_bounded_rows():
+    assert peers.chunk_sizes(100, 5000, 20_000) == [200] * 25
+    assert peers.chunk_sizes(3, 10, 12) == [4, 4, 2]
+    assert peers.chunk_sizes(4, 3, 1000) == [3]  # never more than K samples in a chunk
+    assert peers.chunk_sizes(5, 7, 5) == [1] * 7
+    for bad in [(5, 7, 4), (0, 7, 5), (5, 0, 5)]:
+        with pytest.raises(ValueError):
+            peers.chunk_sizes(*bad)
+
+
+def test_iwae_and_evaluation_argument_checks():
+    assert peers.check_ks((5, 50)) == [5, 50]
+    for bad in [(), (5, 0), (-1,)]:
+        with pytest.raises(ValueError):
+            peers.check_ks(bad)
+    peers.check_eval_args(100, 5000, 20_000, 3, 2)
+    for bad in [dict(repeats=0), dict(threads=0), dict(rows_per_call=99)]:
+        with pytest.raises(ValueError):
+            peers.check_eval_args(**{**dict(points=100, k=5000, rows_per_call=20_000, repeats=3, threads=2), **bad})
+
+
+def test_evaluate_row_rates_are_points_times_k_per_second():
+    row = peers.evaluate_row("x-jit", "cpu", 100, 5000, 20_000, [2.0, 1.0, 4.0], [-540.0, -541.0, -542.0], 2, "1")
+    assert row["repeat_samples_per_s"] == [250_000.0, 500_000.0, 125_000.0]
+    assert row["samples_per_s"] == 250_000.0 and row["mean_bound"] == -541.0
+    assert (row["chunk_samples"], row["k"], row["points"], row["dtype"]) == (200, 5000, 100, "float32")
+
+
+def test_numpy_reference_by_hand_and_log_mean_exp():
+    # One-unit model: D = 1, H = 1, J = 1. With all weights 0 and biases b, by hand:
+    # μ = b21, log σ² = b22, z = μ + σε, logits = b4 (ReLU(b3 + 0·z) · 0 + b4).
+    p = {name: {"w": np.zeros((1, 1)), "b": np.array([b])} for name, b in
+         [("fc1", 0.3), ("fc21", 0.5), ("fc22", np.log(4.0)), ("fc3", 0.1), ("fc4", 0.7)]}
+    x, eps = np.array([[1.0]]), np.array([[[1.5]]])
+    z = 0.5 + 2.0 * 1.5
+    ll = 0.7 - np.log1p(np.exp(0.7))  # x = 1: log sigmoid(0.7)
+    log_p = -0.5 * (np.log(2 * np.pi) + z * z)
+    log_q = -0.5 * (np.log(2 * np.pi) + np.log(4.0) + 1.5 ** 2)
+    got = peers.numpy_log_weights(p, x, eps)
+    assert got.shape == (1, 1)
+    assert math.isclose(got[0, 0], ll + log_p - log_q, rel_tol=1e-12)
+    a = np.array([[-1000.0, 0.0], [-1001.0, np.log(3.0)]])
+    np.testing.assert_allclose(peers.log_mean_exp(a, axis=0),
+                               [-1000.0 + np.log((1 + np.exp(-1.0)) / 2), np.log(2.0)], rtol=1e-12)
