@@ -411,7 +411,7 @@ def _torch_bound(torch, model, chunk, x, k, rows_per_call, generator):
     return acc - math.log(k)
 
 
-def torch_iwae_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, threads=2, compile=False, seed=0,
+def torch_iwae_evaluate(points=100, k=5000, rows_per_call=2048, repeats=3, threads=2, compile=False, seed=0,
                         grad_mode="inference"):
     """IWAE-K evaluation of ``points`` random binary points in PyTorch: decoder samples/s (points × K per s).
 
@@ -655,7 +655,7 @@ def _jax_chunk_fn(jax, c):
     return jax.jit(chunk)
 
 
-def jax_iwae_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, threads=2, seed=0):
+def jax_iwae_evaluate(points=100, k=5000, rows_per_call=2048, repeats=3, threads=2, seed=0):
     """IWAE-K evaluation of ``points`` random binary points in JAX: decoder samples/s (points × K per s).
 
     The encoder runs once per evaluation (jitted); the chunk function (noise,

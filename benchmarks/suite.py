@@ -5,7 +5,7 @@
                                     [--dtypes float32,float64] [--peers] [--epochs N] [--rounds R]
                                     [--n N] [--json FILE]
     python -m benchmarks iwae [--ks 5,50] [--batch-size 128] [--n 6400] [--epochs 3] [--peers] [--rounds R]
-    python -m benchmarks evaluate [--points 100] [--k 5000] [--rows-per-call 20000] [--repeats 3] [--peers]
+    python -m benchmarks evaluate [--points 100] [--k 5000] [--rows-per-call 2048] [--repeats 3] [--peers]
                                   [--rounds R]
     python -m benchmarks check-peers [--no-compile]   # by hand: the peers' bounds and gradients against NumPy
     python -m benchmarks roofline|scaling|memory|compile|matmul [--smoke] [--out DIR]
@@ -67,16 +67,16 @@ def make_model(dtype="float32", hidden=H, latent=J, seed=0, data_dim=D):
 
 
 class Stepper:
-    """One training step of a backend on preallocated noise: ``step(x)``."""
+    """One training step (the ELBO or the IWAE bound) of a backend on preallocated noise: ``step(x)``."""
 
-    def __init__(self, backend, batch_size, dtype="float32", hidden=H, latent=J, samples=1, seed=0):
+    def __init__(self, backend, batch_size, dtype="float32", hidden=H, latent=J, samples=1, seed=0, objective="elbo"):
         self.model, self.opt = make_model(dtype, hidden, latent, seed)
         self.backend = backend
         self.rng = np.random.default_rng(seed + 1)
-        self.eps = np.empty((samples, batch_size, latent), dtype)
+        self.eps = np.empty((samples, batch_size, latent), dtype)  # L samples, or K for the IWAE bound
         from scratchvae.engine import FusedStep
 
-        self.fs = FusedStep(self.model, self.opt, backend=backend)
+        self.fs = FusedStep(self.model, self.opt, backend=backend, objective=objective)
 
     def step(self, x):
         self.rng.standard_normal(out=self.eps, dtype=self.eps.dtype)
@@ -346,46 +346,30 @@ def plot_throughput(rows, path):
 
 # ------------------------------------------------------------------ the IWAE adapters
 # The scratchvae side of the iwae and evaluate parts goes through these two functions and nothing else.
-IWAE_BACKEND = "numpy"  # the "backend" of their rows: model.iwae then optimizer.step
-
-
-class _IWAEStepper:
-    def __init__(self, batch_size, k, dtype, seed):
-        self.model, self.opt = make_model(dtype, seed=seed)
-        self.rng = np.random.default_rng(seed + 1)
-        self.k = k
-
-    def step(self, x):
-        eps = self.model.noise(self.rng, x.shape[0], self.k)  # (K, N, J)
-        _, grads = self.model.iwae(x, eps)
-        self.opt.step(self.model.params, grads)
+IWAE_BACKEND = "numba"  # the kernel set of the scratchvae rows of the iwae and evaluate parts
 
 
 def scratchvae_iwae_stepper(batch_size, k, dtype="float32", seed=0):
     """An object whose ``step(x)`` is one IWAE training step of the standard model on fresh noise.
 
     ``x`` is a (batch_size, D) minibatch; the step draws ε (K, N, J), takes the
-    gradient of −mean_n L_K,n and applies Adam (lr 1e-3), as :class:`Stepper` does for the ELBO.
+    gradient of −mean_n L_K,n and applies Adam (lr 1e-3) on the fused engine, as
+    ``scratchvae train --objective iwae`` does.
     """
-    return _IWAEStepper(batch_size, k, dtype, seed)
+    return Stepper(IWAE_BACKEND, batch_size, dtype, samples=k, seed=seed, objective="iwae")
 
 
 def scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=0):
     """L_K per data point, (N,), with K = ``k`` samples drawn in chunks of at most ``rows_per_call`` decoder rows.
 
-    The chunks' log-weights are summed by a streaming log-sum-exp, so memory is
-    bounded by one chunk; the noise comes from ``np.random.default_rng(seed)``.
+    :func:`scratchvae.evaluate.importance_bound` on the engine: a streaming
+    log-sum-exp over the chunks, so memory is bounded by one chunk; the noise
+    comes from ``np.random.default_rng(seed)``.
     """
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    acc = np.full(n, -np.inf)  # log Σ_k w_k over the chunks so far
-    with np.errstate(under="ignore"):
-        for c in peers.chunk_sizes(n, k, rows_per_call):
-            terms, _ = model.iwae(x, model.noise(rng, n, c), grads=False)
-            log_w = terms.log_w.astype(np.float64)  # (c, N)
-            m = log_w.max(axis=0)
-            acc = np.logaddexp(acc, m + np.log(np.exp(log_w - m).sum(axis=0)))
-    return acc - np.log(k)
+    from scratchvae.evaluate import importance_bound
+
+    x = model.check_data(x)
+    return importance_bound(model.engine(IWAE_BACKEND), x, k, np.random.default_rng(seed), rows_per_call)[0]
 
 
 # ------------------------------------------------------------------ iwae (training)
@@ -605,7 +589,7 @@ def evaluate_summary(rows):
     return rows
 
 
-def part_evaluate(points=100, k=5000, rows_per_call=20_000, repeats=3, rounds=3, with_peers=False, json_path=None,
+def part_evaluate(points=100, k=5000, rows_per_call=2048, repeats=3, rounds=3, with_peers=False, json_path=None,
                   plot_path=None):
     """IWAE-K evaluation speed (decoder samples/s), scratchvae against the peers and its forward BLAS limit."""
     peers.check_eval_args(points, k, rows_per_call, repeats, THREADS)
@@ -1157,7 +1141,7 @@ def build_parser():
     e = sub.add_parser("evaluate", help="IWAE-K evaluation decoder samples/s and its forward BLAS limit")
     e.add_argument("--points", type=int, default=None, help="data points per evaluation (default 100)")
     e.add_argument("--k", type=int, default=None, help="importance samples per point (default 5000)")
-    e.add_argument("--rows-per-call", type=int, default=None, help="decoder rows per chunk (default 20000)")
+    e.add_argument("--rows-per-call", type=int, default=None, help="decoder rows per chunk (default 2048, the same for every system)")
     e.add_argument("--repeats", type=int, default=None, help="timed evaluations per round (default 3)")
     for s in (w, e):
         s.add_argument("--peers", action="store_true", dest="t_peers")
@@ -1248,7 +1232,7 @@ def _main(args):
         elif name == "evaluate":
             kw = dict(points=_given(args, "points", 4 if smoke else 100),
                       k=_given(args, "k", 50 if smoke else 5000),
-                      rows_per_call=_given(args, "rows_per_call", 40 if smoke else 20_000),
+                      rows_per_call=_given(args, "rows_per_call", 40 if smoke else 2048),
                       repeats=_given(args, "repeats", 2 if smoke else 3),
                       rounds=rounds, with_peers=with_peers, json_path=_given(args, "json", path),
                       plot_path=os.path.join(out, "evaluate.png"))

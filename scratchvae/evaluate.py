@@ -87,32 +87,15 @@ def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=
     K, J = int(iw_samples), model.config.latent_dim
     bounds, recons, kls, encs = [], [], [], []
     bar = _progress(n, f"evaluating (K={K})", progress)
-    with np.errstate(under="ignore"):
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
-            x = model.check_data(source.batch(idx, rng))
-            N = len(idx)
-            enc = eng.encode(x).copy()  # (N, 2J), once for all K samples
-            kls.append(eng.kl(enc).astype(np.float64))
-            encs.append(enc)
-            chunk = max(1, min(K, ROWS_PER_CALL // N))
-            eps = np.empty((chunk, N, J), model.dtype)
-            top = np.full(N, -np.inf)  # streaming log-sum-exp of the log weights: running max and scaled sum
-            total = np.zeros(N)
-            rec = np.zeros(N)
-            for k0 in range(0, K, chunk):
-                e = eps[:min(chunk, K - k0)]
-                rng.standard_normal(out=e, dtype=model.dtype)
-                log_w, ll = eng.log_weights(x, enc, e)
-                log_w = log_w.astype(np.float64)
-                new_top = np.maximum(top, log_w.max(axis=0))
-                total = total * np.exp(top - new_top) + np.exp(log_w - new_top).sum(axis=0)
-                top = new_top
-                rec += ll.sum(axis=0, dtype=np.float64)
-            bounds.append(top + np.log(total) - np.log(K))
-            recons.append(rec / K)
-            if bar is not None:
-                bar.update(N)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        bound, rec, kl, enc = importance_bound(eng, model.check_data(source.batch(idx, rng)), K, rng)
+        bounds.append(bound)
+        recons.append(rec)
+        kls.append(kl)
+        encs.append(enc)
+        if bar is not None:
+            bar.update(len(idx))
     if bar is not None:
         bar.close()
     recon, kl, iwae = (float(np.concatenate(a).mean()) for a in (recons, kls, bounds))
@@ -128,6 +111,43 @@ def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=
                    active_units=int(active_units(mu)[0]),
                    bits_per_dim=float(bits_per_dim(iwae, model.config.data_dim)))
     return out
+
+
+def importance_bound(engine, x, k, rng, rows_per_call=None):
+    """L_K of every data point of ``x`` (N, D) with K = ``k`` samples, drawn from ``rng`` in chunks.
+
+    Parameters
+    ----------
+    engine : scratchvae.engine.Engine of the model (``model.engine(backend)``)
+    x : (N, D) array of the model's dtype, already checked
+    k : int, K
+    rng : np.random.Generator, the noise (drawn chunk after chunk, the same stream as one draw of (K, N, J))
+    rows_per_call : int, decoder rows per engine call (default :data:`ROWS_PER_CALL`)
+
+    Returns
+    -------
+    bound : (N,) L_K = log (1/K) Σ_k w_k, by a streaming log-sum-exp over the chunks (float64)
+    recon : (N,) the mean over the K samples of log p(x|z_k);  kl : (N,) the analytic KL;  enc : (N, 2J) [μ | v]
+    """
+    N, dtype = x.shape[0], engine.dtype
+    enc = engine.encode(x).copy()  # (N, 2J), once for all K samples
+    kl = engine.kl(enc).astype(np.float64)
+    chunk = max(1, min(k, (rows_per_call or ROWS_PER_CALL) // N))
+    eps = np.empty((chunk, N, engine.J), dtype)
+    top = np.full(N, -np.inf)  # running max of the log weights
+    total = np.zeros(N)  # Σ exp(log w − top) so far
+    recon = np.zeros(N)
+    with np.errstate(under="ignore"):
+        for k0 in range(0, k, chunk):
+            e = eps[:min(chunk, k - k0)]
+            rng.standard_normal(out=e, dtype=dtype)
+            log_w, ll = engine.log_weights(x, enc, e)
+            log_w = log_w.astype(np.float64)
+            new_top = np.maximum(top, log_w.max(axis=0))
+            total = total * np.exp(top - new_top) + np.exp(log_w - new_top).sum(axis=0)
+            top = new_top
+            recon += ll.sum(axis=0, dtype=np.float64)
+    return top + np.log(total) - np.log(k), recon / k, kl, enc
 
 
 def _progress(total, desc, enabled):
