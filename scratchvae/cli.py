@@ -114,7 +114,7 @@ def train_defaults():
             **{o: tc[f] for o, f in TRAINING_OPTIONS.items()}}
 
 
-RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume", "backend"}
+RESUMABLE = {"epochs", "data_dir", "no_progress", "out", "resume", "backend", "threads", "figures_every"}
 
 
 def _show(value):
@@ -190,6 +190,12 @@ def build_parser():
     t.add_argument("--out", default=None, metavar="DIR",
                    help="run folder to write; it must be empty or new unless --overwrite (default: a fresh "
                         "runs/DATE-TIME-PID, with runs/latest pointing at it; RUN_DIR with --resume)")
+    t.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="BLAS threads for the matrix products (default: as the environment sets them, "
+                        "OPENBLAS_NUM_THREADS, else one per core); a resumed run should use the same count to match "
+                        "an uninterrupted one bit for bit")
+    t.add_argument("--figures-every", type=_positive_int, default=None, metavar="N",
+                   help="also write the figures after every N epochs (default: only at the end)")
     t.add_argument("--overwrite", action="store_true",
                    help="remove the files of an earlier run in --out before training (default: refuse such a folder)")
     t.add_argument("--no-progress", action="store_true",
@@ -216,6 +222,8 @@ def build_parser():
     e.add_argument("--backend", choices=["numba", "reference"], default=None,
                    help="the kernels the engine runs (default: $SCRATCHVAE_BACKEND, else numba)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
+    e.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="BLAS threads for the matrix products (default: as the environment sets them)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     x = sub.add_parser("export", help="write a model's weights as safetensors in the PyTorch examples VAE layout",
@@ -316,6 +324,19 @@ def _same_folder(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _prepare_engine(args, notice=None):
+    """--threads, and one line when numba is missing and the engine falls back to the reference kernels."""
+    from .engine import ENV_VAR, numba_available
+
+    if getattr(args, "threads", None):
+        from .blas import set_threads
+
+        set_threads(args.threads)
+    if args.backend is None and not os.environ.get(ENV_VAR) and not numba_available():
+        (notice or say)("numba is not installed: running the reference kernels (readable NumPy, slower); "
+                        "pip install numba for the compiled ones")
+
+
 def cmd_train(args):
     import numpy as np
 
@@ -326,12 +347,14 @@ def cmd_train(args):
     from .train import TrainConfig, check_run_size, load_checkpoint, train
 
     progress = not args.no_progress and sys.stderr.isatty()
+    _prepare_engine(args)
     if args.resume:
         extra = sorted(k for k, v in vars(args).items()
                        if k not in RESUMABLE | {"command", "overwrite"} and v not in (None, False))
         if extra:
             raise UsageError(f"scratchvae train: error: with --resume only --epochs, --data-dir, --out, --overwrite, "
-                             f"--backend and --no-progress may be given, not --{extra[0].replace('_', '-')}")
+                             f"--backend, --threads, --figures-every and --no-progress may be given, "
+                             f"not --{extra[0].replace('_', '-')}")
         if not os.path.isdir(args.resume):
             raise UsageError(f"scratchvae train: error: --resume {args.resume}: no such run folder")
         model, optimizer, state = load_checkpoint(os.path.join(args.resume, "model.npz"))
@@ -344,7 +367,7 @@ def cmd_train(args):
         mode = "resume" if _same_folder(out, args.resume) else ("overwrite" if args.overwrite else "new")
         dataset = load_dataset(state["dataset"], args.data_dir)
         history = train(model, dataset, tconfig, out, optimizer=optimizer, resume=state, progress=progress,
-                        log=say, mode=mode)
+                        log=say, mode=mode, figures_every=args.figures_every or 0)
     else:
         o = train_options(args)
         dataset = load_dataset(o["dataset"], args.data_dir)
@@ -361,7 +384,7 @@ def cmd_train(args):
         model = VAE(config, np.random.default_rng(o["seed"]))
         out = args.out or fresh_run_dir()
         history = train(model, dataset, tconfig, out, progress=progress, log=say,
-                        mode="overwrite" if args.overwrite else "new")
+                        mode="overwrite" if args.overwrite else "new", figures_every=args.figures_every or 0)
         if args.out is None:
             point_latest(out)
     last = history[-1]
@@ -386,6 +409,7 @@ def cmd_evaluate(args):
     from .evaluate import evaluate
     from .train import load_checkpoint
 
+    _prepare_engine(args, notice=lambda line: print(f"scratchvae: {line}", file=sys.stderr))
     model, _, state = load_checkpoint(args.model)
     name = args.dataset or state.get("dataset", "digits")
     dataset = load_dataset(name, args.data_dir)

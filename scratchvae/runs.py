@@ -19,6 +19,8 @@ import json
 import os
 import sys
 
+from .blas import get_threads
+
 LOCK_NAME = ".lock"
 RUN_FILES = ("model.npz", "metrics.jsonl", "train.log", "run.json", "reconstructions.png", "samples.png",
              "curves.png", "latent.png", "manifold.png")
@@ -188,31 +190,6 @@ def write_atomic(path, text):
         raise
 
 
-def blas_threads():
-    """The number of threads of the BLAS NumPy uses, as far as it can be told; None when not."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({line.split()[-1] for line in f if "blas" in line.lower() and ".so" in line})
-    except OSError:
-        libs = []
-    for lib in libs:
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for symbol in ("openblas_get_num_threads", "openblas_get_num_threads64_", "scipy_openblas_get_num_threads64_",
-                       "scipy_openblas_get_num_threads", "mkl_get_max_threads"):
-            fn = getattr(handle, symbol, None)
-            if fn is not None:
-                try:
-                    return int(fn())
-                except Exception:
-                    continue
-    return None
-
-
 def run_record(architecture, training, dataset):
     """The ``run.json`` of a run: what was trained, with what, how it was started."""
     from . import __version__
@@ -223,7 +200,7 @@ def run_record(architecture, training, dataset):
         "architecture": architecture,
         "training": training,
         "dataset": dataset,
-        "blas_threads": blas_threads(),
+        "blas_threads": get_threads(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                   "NUMBA_NUM_THREADS") if k in os.environ},
         "python": sys.version.split()[0],

@@ -174,7 +174,7 @@ class _Log:
 
 
 def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress=True, log=print, plots=True,
-          mode=None):
+          mode=None, figures_every=0):
     """Train ``model`` on ``dataset`` and write the run folder ``out_dir``.
 
     Parameters
@@ -189,7 +189,9 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
         history, bit for bit as if it had never stopped
     progress : bool, show a tqdm progress bar per epoch
     log : callable taking one line of text per epoch (also copied to ``train.log``)
-    plots : bool, write the PNG figures at the end
+    plots : bool, write the PNG figures at the end (and every ``figures_every`` epochs); without
+        matplotlib a line says so and no figure is written
+    figures_every : int, also write the figures after every this many epochs (0: only at the end)
     mode : "new", "resume" or "overwrite" (see :class:`scratchvae.runs.RunFolder`); default
         "resume" with ``resume``, else "new"
 
@@ -212,10 +214,11 @@ def train(model, dataset, config, out_dir, optimizer=None, resume=None, progress
     optimizer = optimizer or make_optimizer(config.optimizer, config.lr)
     folder = RunFolder(out_dir, mode or ("resume" if resume is not None else "new"))
     with folder:
-        return _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize)
+        return _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize,
+                         figures_every)
 
 
-def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize):
+def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, plots, binarize, figures_every=0):
     out_dir = folder.path
     rng = np.random.default_rng(config.seed)
     train_src = BatchSource(dataset, "train", binarize, model.dtype)
@@ -246,8 +249,18 @@ def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, 
             f"{model.num_params():,} parameters; numbers in {UNITS}")
         if first > 1:
             log(f"resuming after epoch {first - 1} of {config.epochs}")
+        plots = plots and _figures_available(log)
+        if config.backend == "numba":  # compile (or read from Numba's cache) before epoch 1 is timed
+            log("preparing the Numba kernels (compiled on the first run, read from the cache afterwards) ...")
+            t0 = time.perf_counter()
+            fused.compile(train_src.grey(np.arange(min(2, n))))
+            log(f"kernels ready in {time.perf_counter() - t0:.1f} s")
+
+        def after_epoch(epoch):
+            if plots and figures_every and epoch % figures_every == 0 and epoch < config.epochs:
+                _figures(out_dir, model, dataset, test_src, history)
         _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, step, warmup_steps, history,
-                binarize, dataset, ckpt_path, metrics_path, progress, log)
+                binarize, dataset, ckpt_path, metrics_path, progress, log, after_epoch)
     except KeyboardInterrupt:
         if plots and history and _saved_epoch(ckpt_path) is not None:
             _figures(out_dir, model, dataset, test_src, history)
@@ -274,7 +287,7 @@ def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, 
 
 
 def _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, step, warmup_steps, history, binarize,
-            dataset, ckpt_path, metrics_path, progress, log):
+            dataset, ckpt_path, metrics_path, progress, log, after_epoch=lambda epoch: None):
     n = len(train_src)
     steps_per_epoch = -(-n // config.batch_size)
     for epoch in range(first, config.epochs + 1):
@@ -322,6 +335,17 @@ def _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, st
             weighted = "" if beta_t == 1.0 else f"  objective weighted by beta={beta_t:g} (not a bound)"
         log(f"epoch {epoch:3d}  train ELBO {row['train_elbo']:9.3f}  test ELBO {row['test_elbo']:9.3f} "
             f"(recon {row['test_recon']:9.3f}, KL {row['test_kl']:7.3f})  {train_seconds:6.2f} s{weighted}")
+        after_epoch(epoch)
+
+
+def _figures_available(log):
+    """Whether figures can be drawn; without matplotlib, one line says so."""
+    from . import plots
+
+    if plots.available():
+        return True
+    log("matplotlib is not installed: no figures (pip install matplotlib; then scratchvae plot RUN_DIR)")
+    return False
 
 
 def _figures(out_dir, model, dataset, test_src, history):

@@ -76,3 +76,107 @@ def test_evaluate_refuses_a_damaged_model(tmp_path, capsys):
     bad.write_bytes(b"PK\x03\x04garbage")
     assert main(["evaluate", str(bad)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------- sample, plot, figures, threads, optional pieces
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from scratchvae import blas
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    before = blas.get_threads()
+    try:
+        assert main(["train", "--epochs", "3", "--hidden", "8", "--latent", "2", "--no-progress",
+                     "--figures-every", "1", "--threads", "1", "--out", str(out)]) == 0
+    finally:
+        blas.set_threads(before)
+    return out
+
+
+def test_figures_every_epoch_and_the_thread_count_recorded(tiny_run):
+    assert (tiny_run / "curves.png").read_bytes()[:8] == PNG
+    rec = json.loads((tiny_run / "run.json").read_text())
+    assert rec["blas_threads"] == 1  # recorded while the run held the count it was given
+    log = (tiny_run / "train.log").read_text()
+    assert "kernels ready in" in log and log.index("kernels ready") < log.index("epoch   1")
+
+
+def test_figures_are_written_every_n_epochs_and_at_the_end(tmp_path, monkeypatch):
+    from scratchvae import train as train_module
+    from scratchvae.datasets import load_digits
+    from scratchvae.model import VAE, VAEConfig
+
+    drawn = []
+    monkeypatch.setattr(train_module, "_figures", lambda out, model, ds, src, history: drawn.append(len(history)))
+    model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(8,)), __import__("numpy").random.default_rng(0))
+    train_module.train(model, load_digits(), train_module.TrainConfig(epochs=5, backend="reference"),
+                       str(tmp_path / "run"), progress=False, log=lambda line: None, figures_every=2)
+    assert drawn == [2, 4, 5]  # after epochs 2 and 4, and once at the end
+
+
+def test_sample_writes_images_and_arrays(tiny_run, tmp_path, capsys):
+    import numpy as np
+
+    model = str(tiny_run / "model.npz")
+    assert main(["sample", model, "--n", "5", "--seed", "3", "--out", str(tmp_path / "s.png"),
+                 "--npz", str(tmp_path / "s.npz")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:8] == PNG
+    with np.load(tmp_path / "s.npz") as f:
+        z, x = f["z"], f["x"]
+    assert z.shape == (5, 2) and x.shape == (5, 64)
+    np.testing.assert_array_equal(z, np.random.default_rng(3).standard_normal((5, 2), dtype=np.float32))
+    assert ((x > 0) & (x < 1)).all()  # means of Bernoulli pixels
+    assert main(["sample", model, "--n", "5", "--draw", "--npz", str(tmp_path / "d.npz")]) == 0
+    with np.load(tmp_path / "d.npz") as f:
+        assert set(np.unique(f["x"])) <= {0.0, 1.0}  # drawn pixels are 0 or 1
+    capsys.readouterr()
+
+
+def test_plot_draws_every_figure_again_and_a_traversal(tiny_run, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["plot", str(tiny_run), "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"reconstructions.png", "samples.png", "curves.png", "latent.png", "manifold.png",
+                     "traversal.png"}
+    assert all((out / n).read_bytes()[:8] == PNG for n in names)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "{run}/model.npz", "--n", "0"], "--n"),
+    (["plot", "{tmp}/nowhere"], "nowhere"),
+    (["train", "--threads", "0"], "--threads"),
+])
+def test_bad_sample_plot_threads_arguments(argv, message, tiny_run, tmp_path, capsys):
+    argv = [a.format(run=tiny_run, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_without_matplotlib_a_run_says_so_and_writes_no_figure(tmp_path, monkeypatch, capsys):
+    from scratchvae import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--latent", "2", "--no-progress", "--out", str(out)]) == 0
+    assert "matplotlib is not installed" in capsys.readouterr().out
+    assert not list(out.glob("*.png"))
+    assert main(["plot", str(out)]) == 2
+    assert "matplotlib" in capsys.readouterr().err
+
+
+def test_without_numba_one_line_and_the_reference_kernels(tmp_path, monkeypatch, capsys):
+    from scratchvae import engine
+
+    monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
+    monkeypatch.setattr(engine, "numba_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--latent", "2", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "numba is not installed: running the reference kernels" in printed
+    assert "preparing the Numba kernels" not in printed
+    assert json.loads((out / "run.json").read_text())["training"]["backend"] == "reference"

@@ -124,3 +124,22 @@ def test_write_run_figures_writes_readable_pngs(tmp_path):
         pixels = matplotlib.image.imread(p)  # (H, W, 4)
         assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100, p
         assert pixels[..., :3].std() > 0.05, p  # not a blank canvas
+
+
+def test_traversal_puts_the_axes_the_decoder_uses_first(tmp_path, monkeypatch):
+    from scratchvae import plots
+    from scratchvae.model import VAE, VAEConfig
+
+    model = VAE(VAEConfig(data_dim=64, latent_dim=3, hidden=(), dtype="float64"), np.random.default_rng(0))
+    model.params["dec.0.W"][[0, 2]] = 0.0  # only z2 reaches the images
+    assert plots.traversal(str(tmp_path / "t.png"), model, (8, 8), n=5) == str(tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = []
+    real_save = plots._save
+
+    def spy(fig, path):  # the labels the figure gives its rows
+        rows.extend(t.get_text() for t in fig.axes[0].get_yticklabels())
+        return real_save(fig, path)
+    monkeypatch.setattr(plots, "_save", spy)
+    plots.traversal(str(tmp_path / "u.png"), model, (8, 8), n=5)
+    assert rows[0] == "z2" and sorted(rows) == ["z1", "z2", "z3"]
