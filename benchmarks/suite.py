@@ -150,7 +150,10 @@ def machine_info():
         blas = f"{b.get('name')} {b.get('version')} ({b.get('openblas configuration', '').strip()})"
     except Exception:  # show_config's layout is not a stable API
         pass
-    info = {"cpu": cpu, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas, "python": platform.python_version(),
+    from scratchvae.blas import core_name
+
+    info = {"cpu": cpu, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas, "blas_kernels": core_name(),
+            "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"), "python": platform.python_version(),
             "numpy": np.__version__}
     try:
         import importlib.metadata as md
@@ -164,7 +167,7 @@ def machine_info():
 def machine_line():
     m = machine_info()
     return (f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} threads; BLAS {m['blas']}; "
-            f"Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}")
+            f"kernels {m['blas_kernels']}; Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}")
 
 
 def _plt():

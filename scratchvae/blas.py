@@ -47,6 +47,24 @@ def _library():
     return None
 
 
+def core_name():
+    """The name of the CPU kernels OpenBLAS chose (e.g. Haswell, SkylakeX), or None when it cannot be told.
+
+    ``OPENBLAS_CORETYPE`` in the environment overrides OpenBLAS' own choice.
+    """
+    found = _library()
+    if found is None:
+        return None
+    lib = found[0]
+    for prefix in _PREFIXES:
+        for suffix in _SUFFIXES:
+            fn = getattr(lib, f"{prefix}get_corename{suffix}", None)
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_char_p, []
+                return fn().decode("ascii", "replace")
+    return None
+
+
 def get_threads():
     """The BLAS thread count in use, or None when the BLAS is not an OpenBLAS this module can reach."""
     found = _library()

@@ -20,10 +20,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from .files import atomic_file
 
 FORMAT = "scratchvae-checkpoint"
 VERSION = 1
@@ -48,36 +49,10 @@ def save(path, header, arrays):
     for k, v in payload.items():
         if v.dtype == object:
             raise CheckpointError(f"array {k!r} has dtype object; only plain numeric arrays are saved")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{HEADER_KEY: blob}, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(folder)
+    with atomic_file(path, suffix=".npz") as f:
+        np.savez(f, **{HEADER_KEY: blob}, **payload)
 
 
-def fsync_dir(folder):
-    """Flush a directory entry (a rename) to disk where the platform allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# ------------------------------------------------------------------ reading
 def _fail(path, problem):
     return CheckpointError(f"{path}: {problem}".replace("\n", " "))
 

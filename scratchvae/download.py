@@ -23,7 +23,7 @@ import warnings
 
 from tqdm.auto import tqdm
 
-from .checkpoint import fsync_dir
+from .files import fsync_dir
 
 __all__ = [
     "CANONICAL",

@@ -20,6 +20,7 @@ import os
 import sys
 
 from .blas import get_threads
+from .files import atomic_file
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("model.npz", "metrics.jsonl", "train.log", "run.json", "reconstructions.png", "samples.png",
@@ -176,18 +177,9 @@ def _read_pid(fd):
 
 
 def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.path.basename(path)}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`scratchvae.files.atomic_file`)."""
+    with atomic_file(path, suffix="-" + os.path.basename(path)) as f:
+        f.write(text.encode("utf-8"))
 
 
 def run_record(architecture, training, dataset):

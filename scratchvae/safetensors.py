@@ -39,7 +39,6 @@ import io
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
@@ -125,28 +124,15 @@ def serialize(tensors, metadata=None):
 
 def save_file(path, tensors, metadata=None):
     """Write ``tensors`` and ``metadata`` to ``path`` as safetensors, atomically (see :func:`serialize`)."""
-    from .checkpoint import fsync_dir
+    from .files import atomic_file
 
     path = os.fspath(path)
     blob = serialize(tensors, metadata)
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+        with atomic_file(path, suffix=".safetensors") as f:
+            f.write(blob)
     except OSError as e:
         raise SafetensorsError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise SafetensorsError(f"{path}: cannot write ({e.strerror})") from None
-        raise
-    fsync_dir(folder)
 
 
 # --------------------------------------------------------------------- reading

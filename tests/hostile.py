@@ -34,6 +34,10 @@ from unittest import mock
 import numpy as np
 
 CASES = []  # (class, name, function)
+# A child started from a background job inherits SIGINT ignored and would never see the Ctrl-C a case sends:
+# give it the default disposition, so Python turns SIGINT into KeyboardInterrupt as at a terminal.
+INTERRUPTIBLE = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
 TINY = ["--hidden", "8", "--latent", "2", "--batch-size", "100", "--no-progress"]
 
 
@@ -797,7 +801,9 @@ def _disk_full_case(target, after_calls, epochs_kept):
 case("os", "disk full writing the 1st checkpoint")(_disk_full_case("numpy.savez", 0, 0))
 case("os", "disk full writing the 2nd checkpoint")(_disk_full_case("numpy.savez", 1, 1))
 case("os", "disk full writing the 3rd checkpoint")(_disk_full_case("numpy.savez", 2, 2))
-case("os", "disk full at fsync of the 2nd checkpoint")(_disk_full_case("os.fsync", 3, 1))
+# (os.fsync: metrics.jsonl and run.json are written atomically first, each a file and a folder fsync; then each
+# checkpoint fsyncs its file and its folder: the 7th call is the file of the 2nd checkpoint)
+case("os", "disk full at fsync of the 2nd checkpoint")(_disk_full_case("os.fsync", 6, 1))
 
 
 @case("os", "disk full writing the figures")
@@ -1032,7 +1038,7 @@ def _locked(tmp):
 @case("concurrent", "two real processes into one folder")
 def _two_processes(tmp):
     folder = os.path.join(tmp, "run")
-    a = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
+    a = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
                           "--backend", "reference"] + TINY, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
@@ -1077,7 +1083,7 @@ def _kill_case(delay):
         from scratchvae.train import load_checkpoint
 
         folder = os.path.join(tmp, "run")
-        p = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs",
+        p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs",
                               str(KILL_EPOCHS), "--backend", "reference"] + TINY, cwd=tmp,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _wait_for(lambda: os.path.exists(os.path.join(folder, "model.npz")), p)
@@ -1109,7 +1115,7 @@ def _ctrl_c(tmp):
     from scratchvae.train import load_checkpoint
 
     folder = os.path.join(tmp, "run")
-    p = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
+    p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
                           "--backend", "reference"] + TINY, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
     _wait_for(lambda: os.path.exists(os.path.join(folder, "model.npz")), p)
@@ -1124,7 +1130,7 @@ def _ctrl_c(tmp):
 @case("kill", "Ctrl-C in the first epoch says there is no checkpoint")
 def _ctrl_c_first(tmp):
     folder = os.path.join(tmp, "run")
-    p = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "2",
+    p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "2",
                           "--batch-size", "1", "--backend", "reference", "--hidden", "8", "--latent", "2"],
                          cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = p.stdout.readline()  # "training on ..." is printed, flushed, as the first epoch starts
@@ -1139,7 +1145,7 @@ def _ctrl_c_first(tmp):
 @case("logs", "one flushed line per epoch on a pipe, no carriage returns")
 def _flushed(tmp):
     folder = os.path.join(tmp, "run")
-    p = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
+    p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
                           "--backend", "reference", "--hidden", "8", "--latent", "2"], cwd=tmp,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -1164,7 +1170,7 @@ def _log_copy(tmp):
 @case("logs", "scratchvae train | head -2 ends quietly and the run completes")
 def _broken_pipe(tmp):
     folder = os.path.join(tmp, "run")
-    p = subprocess.Popen([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "30",
+    p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "30",
                           "--backend", "reference"] + TINY, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.readline()
     p.stdout.readline()

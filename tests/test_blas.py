@@ -21,3 +21,13 @@ def test_set_then_get_the_thread_count():
 def test_a_bad_count_is_refused(bad):
     with pytest.raises(ValueError, match="positive integer"):
         blas.set_threads(bad)
+
+
+def test_the_kernel_name_is_reported():
+    import os
+
+    name = blas.core_name()
+    assert isinstance(name, str) and name  # e.g. Haswell or SkylakeX
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if forced:  # the environment's choice wins over OpenBLAS' own
+        assert name.lower() == forced.lower()

@@ -47,8 +47,10 @@ def test_resume_refuses_changed_options(tmp_path, capsys):
 
 
 def _start(args, cwd):
+    # SIGINT back to its default: a child of a background job would inherit it ignored and miss the Ctrl-C test
     return subprocess.Popen([sys.executable, "-m", "scratchvae", "train"] + args, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epochs(run_dir, n, proc, timeout=60):
