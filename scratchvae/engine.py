@@ -396,9 +396,9 @@ class FusedStep:
         the parameters, the optimizer state and every random generator stay as
         they were.
         """
-        L = 1
-        eps = np.zeros((L, x.shape[0], self.engine.J), self.model.dtype)
-        self.forward_backward(x, eps)
+        eps = np.zeros((1, x.shape[0], self.engine.J), self.model.dtype)
+        with np.errstate(all="ignore"):  # the values are thrown away; a diverged model is the trainer's to report
+            self.forward_backward(x, eps)
         self.k.all_finite(self.flat_g[:1])
         o = self.opt
         scratch = [a[:1].copy() for a in (self.flat_p, *self.flat_state, self.flat_g)]
