@@ -246,7 +246,14 @@ def validate_header(header, path):
     from .optim import make_optimizer
 
     known = {"format", "version", "arrays", "architecture", "optimizer", "training"}
-    _need(set(header) == known, path, f"header fields {sorted(set(header) ^ known)} are missing or unexpected")
+    optional = {"package"}  # the scratchvae version that wrote it (absent in files of scratchvae 0.1.0 before it)
+    _need(known <= set(header) <= known | optional, path,
+          f"header fields {sorted((set(header) - optional) ^ known)} are missing or unexpected")
+    if "package" in header:
+        pkg = header["package"]
+        _need(isinstance(pkg, dict) and set(pkg) == {"name", "version"} and pkg["name"] == "scratchvae"
+              and isinstance(pkg["version"], str) and 0 < len(pkg["version"]) <= 64, path,
+              "header.package must be {\"name\": \"scratchvae\", \"version\": \"...\"}")
     # architecture
     arch = header["architecture"]
     _need(isinstance(arch, dict), path, "header.architecture must be an object")
@@ -363,6 +370,8 @@ def save_checkpoint(path, model, optimizer, state):
 
     Refuses (CheckpointError) to write what :func:`load_checkpoint` would refuse to read.
     """
+    from . import __version__
+
     arrays = {f"param/{k}": v for k, v in model.params.items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state.items()})
     header = {
@@ -370,6 +379,7 @@ def save_checkpoint(path, model, optimizer, state):
                          "decoder_hidden": list(model.config.decoder_hidden)},
         "optimizer": optimizer.hyperparams(),
         "training": state,
+        "package": {"name": "scratchvae", "version": __version__},
     }
     header = json.loads(json.dumps(header, allow_nan=False))  # as a reader sees it
     full = {"format": FORMAT, "version": VERSION,

@@ -162,3 +162,22 @@ def test_fuzz_random_bytes(tmp_path_factory, blob):
     path.write_bytes(b"PK\x03\x04" + blob)
     with pytest.raises(CheckpointError):
         checkpoint.load(path)
+
+
+def test_every_checkpoint_records_the_package_version(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    import scratchvae
+    from scratchvae import VAE, VAEConfig, make_optimizer
+    from scratchvae.checkpoint import load, load_checkpoint, save_checkpoint
+    from scratchvae.train import TrainConfig
+
+    model = VAE(VAEConfig(data_dim=4, latent_dim=2, hidden=(3,)), np.random.default_rng(0))
+    state = {"epoch": 0, "step": 0, "config": dataclasses.asdict(TrainConfig()), "dataset": "digits",
+             "binarize": "dynamic", "rng": np.random.default_rng(0).bit_generator.state, "history": []}
+    save_checkpoint(tmp_path / "m.npz", model, make_optimizer("adam"), state)
+    header, _ = load(tmp_path / "m.npz")
+    assert header["package"] == {"name": "scratchvae", "version": scratchvae.__version__}
+    load_checkpoint(tmp_path / "m.npz")  # and the validator accepts it
