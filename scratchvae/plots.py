@@ -123,13 +123,17 @@ def curves_figure(history):
 
     ep = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot(ep, [r["train_elbo"] for r in history], "o-", color="C0", label="train ELBO")
-    a.plot(ep, [r["test_elbo"] for r in history], "s-", color="C1", label="test ELBO")
-    a.plot(ep, [r["train_recon"] for r in history], "o--", color="C0", alpha=0.6, label="train E_q[log p(x|z)]")
-    a.plot(ep, [r["test_recon"] for r in history], "s--", color="C1", alpha=0.6, label="test E_q[log p(x|z)]")
+    mark = dict(markersize=4, markevery=max(1, len(ep) // 25))  # about 25 markers whatever the epoch count
+
+    def line(ax, key, style, color, label, **kw):
+        ax.plot(ep, [r[key] for r in history], style, color=color, label=label, **mark, **kw)
+    line(a, "train_elbo", "o-", "C0", "train ELBO")
+    line(a, "test_elbo", "s-", "C1", "test ELBO")
+    line(a, "train_recon", "o--", "C0", "train E_q[log p(x|z)]", alpha=0.6)
+    line(a, "test_recon", "s--", "C1", "test E_q[log p(x|z)]", alpha=0.6)
     a.set_title("ELBO and reconstruction term", fontsize=10)
-    b.plot(ep, [r["train_kl"] for r in history], "o-", color="C0", label="train KL(q(z|x) ‖ p(z))")
-    b.plot(ep, [r["test_kl"] for r in history], "s-", color="C1", label="test KL(q(z|x) ‖ p(z))")
+    line(b, "train_kl", "o-", "C0", "train KL(q(z|x) ‖ p(z))")
+    line(b, "test_kl", "s-", "C1", "test KL(q(z|x) ‖ p(z))")
     b.set_title("KL term", fontsize=10)
     for ax in (a, b):
         ax.set_xlabel("epoch")
