@@ -32,7 +32,6 @@ HEADER_KEY = "__header__"
 MAX_HEADER_BYTES = 64 * 2**20  # the JSON header: a few hundred bytes per epoch of history
 NPY_HEADER_BYTES = 4096  # room for the .npy header of a member, on top of its data
 MAX_DIM = 10**7  # any one size of the architecture
-SLOTS = {"sgd": ("v",), "adagrad": ("s",), "adam": ("m", "v")}  # the moments each optimizer keeps per parameter
 
 
 class CheckpointError(ValueError):
@@ -347,12 +346,12 @@ def _check_rng(rng, path):
 
 def expected_arrays(config, optimizer):
     """``{name: (shape, dtype)}`` of every array a checkpoint of ``config`` + ``optimizer`` holds."""
-    from .model import VAE
+    from .model import param_shapes
 
-    shapes = {k: p.shape for k, p in VAE(config, np.random.default_rng(0)).params.items()}
+    shapes = param_shapes(config)
     spec = {f"param/{k}": (s, config.dtype) for k, s in shapes.items()}
     if optimizer.t > 0:  # the moments exist from the first step on
-        spec.update({f"opt/{slot}.{k}": (s, config.dtype) for slot in SLOTS[optimizer.name] for k, s in shapes.items()})
+        spec.update({f"opt/{slot}.{k}": (s, config.dtype) for slot in optimizer.slots for k, s in shapes.items()})
     return spec
 
 

@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from .bounds import log_mean_exp
+from .bounds import log_sum_exp
 from .ops import check_activation, sigmoid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -128,14 +128,34 @@ class IWAETerms:
     kl: np.ndarray
 
     @property
-    def bound(self):
-        return log_mean_exp(self.log_w.astype(np.float64), axis=0)
+    def bound(self):  # NaN in a log weight gives NaN here, for the trainer to report as a divergence
+        return log_sum_exp(self.log_w.astype(np.float64), axis=0) - np.log(self.log_w.shape[0])
 
     @property
     def elbo(self):
         return self.recon - self.kl
 
     objective = bound
+
+
+def param_shapes(config):
+    """``{name: shape}`` of every parameter of a VAE of ``config``, in the order :class:`VAE` creates them.
+
+    Encoder D → hidden → 2J ([μ | v]); decoder J → decoder_hidden → D (2D with a
+    predicted Gaussian variance); ``dec.logvar`` (D,) with a learned one. Layer i
+    of a net has ``{net}.{i}.W`` (fan_in, fan_out) and ``{net}.{i}.b`` (fan_out,).
+    """
+    D, J = config.data_dim, config.latent_dim
+    predicted = config.likelihood == "gaussian" and config.gaussian_variance == "predicted"
+    nets = {"enc": (D,) + tuple(config.hidden) + (2 * J,),
+            "dec": (J,) + tuple(config.decoder_hidden) + ((2 if predicted else 1) * D,)}
+    shapes = {}
+    for net, sizes in nets.items():
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes[f"{net}.{i}.W"], shapes[f"{net}.{i}.b"] = (fan_in, fan_out), (fan_out,)
+    if config.likelihood == "gaussian" and config.gaussian_variance == "learned":
+        shapes["dec.logvar"] = (D,)
+    return shapes
 
 
 class VAE:
@@ -155,28 +175,16 @@ class VAE:
         self.dtype = np.dtype(config.dtype)
         self.params = {}
         self._engines = {}
-        D, J = config.data_dim, config.latent_dim
-        self.enc_layers = self._add_mlp(rng, "enc", D, config.hidden, 2 * J)
-        dec_out = 2 * D if self._predicts_variance else D
-        self.dec_layers = self._add_mlp(rng, "dec", J, config.decoder_hidden, dec_out)
-        if config.likelihood == "gaussian" and config.gaussian_variance == "learned":
-            self.params["dec.logvar"] = np.zeros(D, self.dtype)
-
-    @property
-    def _predicts_variance(self):
-        c = self.config
-        return c.likelihood == "gaussian" and c.gaussian_variance == "predicted"
-
-    def _add_mlp(self, rng, prefix, n_in, widths, n_out):
-        names = []
-        sizes = (n_in,) + tuple(widths) + (n_out,)
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            name = f"{prefix}.{i}"
-            bound = 1.0 / np.sqrt(fan_in)
-            self.params[name + ".W"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(self.dtype)
-            self.params[name + ".b"] = rng.uniform(-bound, bound, fan_out).astype(self.dtype)
-            names.append(name)
-        return names
+        bound = None
+        for name, shape in param_shapes(config).items():  # W before b in each layer: the order of the draws
+            if name == "dec.logvar":
+                self.params[name] = np.zeros(shape, self.dtype)
+                continue
+            if name.endswith(".W"):
+                bound = 1.0 / np.sqrt(shape[0])  # 1/sqrt(fan_in), for the layer's W and b
+            self.params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.enc_layers = [k[:-2] for k in self.params if k.startswith("enc.") and k.endswith(".W")]
+        self.dec_layers = [k[:-2] for k in self.params if k.startswith("dec.") and k.endswith(".W")]
 
     # ------------------------------------------------------------ validation
     def check_data(self, x, name="x"):

@@ -94,8 +94,6 @@ class TrainConfig:
         make_optimizer(self.optimizer, self.lr)  # validates the name
 
 
-
-
 # -------------------------------------------------------------------- training
 def kl_weight(beta, warmup_steps, step):
     """The KL weight at 1-based ``step``: beta·min(1, step / warmup_steps) (beta when no warm-up)."""
@@ -106,11 +104,7 @@ def kl_weight(beta, warmup_steps, step):
 
 def _check_finite(terms, bad_gradient, epoch, step):
     """Raise TrainingDiverged if the loss is not finite or ``bad_gradient`` names a non-finite gradient."""
-    try:
-        finite = np.isfinite(terms.objective).all()
-    except ValueError:  # the IWAE bound refuses non-finite log-weights
-        finite = False
-    if not finite:
+    if not np.isfinite(terms.objective).all():
         raise TrainingDiverged(f"NaN or Inf in the loss at epoch {epoch}, step {step}")
     if bad_gradient is not None:
         raise TrainingDiverged(f"NaN or Inf in the gradient of {bad_gradient} at epoch {epoch}, step {step}")
@@ -262,9 +256,9 @@ def _train_in(folder, model, dataset, config, optimizer, resume, progress, log, 
         _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, step, warmup_steps, history,
                 binarize, dataset, ckpt_path, metrics_path, progress, log, after_epoch)
     except KeyboardInterrupt:
-        if plots and history and _saved_epoch(ckpt_path) is not None:
-            _figures(out_dir, model, dataset, test_src, history)
         epoch = _saved_epoch(ckpt_path)
+        if plots and history and epoch is not None:
+            _figures(out_dir, model, dataset, test_src, history)
         if epoch is None:
             raise TrainingInterrupted(f"interrupted before the first epoch ended; no checkpoint was written to "
                                       f"{ckpt_path}") from None
