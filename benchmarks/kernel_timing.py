@@ -100,6 +100,8 @@ def cases(N, dt, rng):
         (f"col_sum ({N},{H})", "col_sum", lambda: ((np.empty(H, dt), arr(N, H)), None)),
         (f"bernoulli_loglik_grad (1,{N},{D})", "bernoulli_loglik_grad",
          lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), dll), None)),
+        (f"bernoulli_loglik, the bias added (1,{N},{D})", "bernoulli_loglik",
+         lambda: ((np.empty((1, N), dt), x, arr(1, N, D, scale=3), arr(D)), None)),
         (f"gaussian_loglik_grad (1,{N},{D})", "gaussian_loglik_grad",
          lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, dll), None)),
         (f"gaussian_loglik_shared_grad (1,{N},{D})", "gaussian_loglik_shared_grad",

@@ -365,14 +365,17 @@ def scratchvae_iwae_stepper(batch_size, k, dtype="float32", seed=0):
 def scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=0):
     """L_K per data point, (N,), with K = ``k`` samples drawn in chunks of at most ``rows_per_call`` decoder rows.
 
-    :func:`scratchvae.evaluate.importance_bound` on the engine: a streaming
-    log-sum-exp over the chunks, so memory is bounded by one chunk; the noise
-    comes from ``np.random.default_rng(seed)``.
+    :func:`scratchvae.evaluate.importance_bound` on the engine, with the helper
+    threads of ``scratchvae.evaluate.evaluate``: a streaming log-sum-exp over
+    the chunks, so memory is bounded by one chunk; the noise comes from
+    ``np.random.default_rng(seed)``.
     """
-    from scratchvae.evaluate import importance_bound
+    from scratchvae.evaluate import helpers, importance_bound
 
     x = model.check_data(x)
-    return importance_bound(model.engine(IWAE_BACKEND), x, k, np.random.default_rng(seed), rows_per_call)[0]
+    with helpers(model, IWAE_BACKEND) as threads:
+        return importance_bound(model.engine(IWAE_BACKEND), x, k, np.random.default_rng(seed), rows_per_call,
+                                helpers=threads)[0]
 
 
 # ------------------------------------------------------------------ iwae (training)

@@ -15,6 +15,7 @@ threads at some shapes, so the last digits of a run depend on it (a run and
 its resume must use the same count to agree bit for bit; the run folder
 records it).
 """
+import contextlib
 import ctypes
 import os
 
@@ -82,3 +83,22 @@ def set_threads(n):
     found[2](n)
     os.environ["OPENBLAS_NUM_THREADS"] = str(n)  # children started from here inherit it
     return int(found[1]())
+
+
+@contextlib.contextmanager
+def one_thread_per_call():
+    """Inside the block each OpenBLAS call runs on its caller's thread alone; the count is restored on exit.
+
+    Yields the thread count OpenBLAS had (1 where no OpenBLAS is reachable):
+    the number of threads that may then call it side by side.
+    """
+    found = _library()
+    n = 1 if found is None else int(found[1]())
+    if n <= 1:
+        yield 1
+        return
+    found[2](1)
+    try:
+        yield n
+    finally:
+        found[2](n)

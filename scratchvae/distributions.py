@@ -137,6 +137,30 @@ def gaussian_kl_per_dim(mu, logvar):
     return gaussian_kl_diag_terms(mu, logvar)
 
 
+def standard_normal(rng, out):
+    """Fill the float array ``out`` with independent N(0, 1) draws from ``rng`` by Box-Muller, and return it.
+
+    Pair i of values is (r cos θ, r sin θ) with r = sqrt(−2 log(1 − u)) and
+    θ = 2π v, from the uniform pair (u, v) = ``rng.random((⌈n/2⌉, 2))[i]``
+    (Box & Muller 1958; PyTorch fills large tensors with it on the CPU too).
+    r is computed in float64, so the tail reaches 8.5σ; θ in the dtype of
+    ``out``. n values use ⌈n/2⌉ pairs in order: draws of even sizes one after
+    another give the values of one draw of their total size.
+    """
+    n = out.size
+    uv = rng.random(((n + 1) // 2, 2))
+    r = np.log1p(-uv[:, 0])
+    r *= -2.0
+    r = np.sqrt(r, out=r).astype(out.dtype)
+    theta = (2 * np.pi * uv[:, 1]).astype(out.dtype)
+    pairs = out.reshape(-1, 2) if n % 2 == 0 and out.flags.c_contiguous else np.empty((uv.shape[0], 2), out.dtype)
+    np.multiply(r, np.cos(theta), out=pairs[:, 0])
+    np.multiply(r, np.sin(theta), out=pairs[:, 1])
+    if pairs.base is not out and pairs is not out:
+        out.reshape(-1)[...] = pairs.reshape(-1)[:n]
+    return out
+
+
 def log_normal(x, mean, logvar):
     """log N(x; mean, diag e^logvar), summed over the last axis (broadcasting)."""
     return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar)).sum(axis=-1)

@@ -156,9 +156,10 @@ class Engine:
         return a
 
     # ------------------------------------------------------------ dense layers
-    def _mlp_forward(self, prefix, layers, h, rows):
+    def _mlp_forward(self, prefix, layers, h, rows, head_bias=True):
         """Dense layers (ops.dense_forward then ops.activation_forward, the head linear): BLAS into a buffer,
-        then bias + activation in one kernel. Returns the output and what the backward needs."""
+        then bias + activation in one kernel. Returns the output and what the backward needs. Without
+        ``head_bias`` the head's bias is left for the caller (the forward likelihood kernels add it)."""
         P, k = self.model.params, self.k
         saved = []
         last = len(layers) - 1
@@ -171,7 +172,8 @@ class Engine:
                 k.bias_act_forward(out, a, b, self.act)
             else:  # the heads are linear: [μ | v], logits or [mean | logvar]
                 out = a
-                k.bias_act_forward(a, a, b, self.ident)
+                if head_bias:
+                    k.bias_act_forward(a, a, b, self.ident)
             saved.append((name, h, a, out))
             h = out
         return h, saved
@@ -200,10 +202,14 @@ class Engine:
         enc, self._enc_saved = self._mlp_forward("enc", self.model.enc_layers, x, x.shape[0])
         return enc
 
-    def decode(self, z):
-        """The decoder's output for latents ``z`` (R, J): logits, mean, or [mean | logvar] (R, D or 2D)."""
-        dec, self._dec_saved = self._mlp_forward("dec", self.model.dec_layers, z, z.shape[0])
+    def decode(self, z, head_bias=True):
+        """The decoder's output for latents ``z`` (R, J): logits, mean, or [mean | logvar] (R, D or 2D);
+        without ``head_bias``, less the head's bias (:meth:`_head_bias`)."""
+        dec, self._dec_saved = self._mlp_forward("dec", self.model.dec_layers, z, z.shape[0], head_bias)
         return dec
+
+    def _head_bias(self):
+        return self.model.params[self.model.dec_layers[-1] + ".b"]
 
     def kl(self, enc):
         """The analytic KL( q(z|x) ‖ N(0, I) ) per data point (N,) from [μ | v] (eq.17, eq.19)."""
@@ -212,27 +218,28 @@ class Engine:
         self.k.kl_grad(kl, self._buf("denc", (N, 2 * self.J)), enc, 0.0)
         return kl
 
-    def _sample_and_decode(self, enc, eps):
+    def _sample_and_decode(self, enc, eps, head_bias=True):
         """z = μ + σ ε (eq.18) and the decoder's output for every sample: z (L, N, J), σ (N, J), dec (R, ·)."""
         L, N, J = eps.shape
         z, std = self._buf("z", (L, N, J)), self._buf("std", (N, J))
         self.k.reparam_forward(z, std, enc, eps)
-        return z, std, self.decode(z.reshape(L * N, J))
+        return z, std, self.decode(z.reshape(L * N, J), head_bias)
 
     def _logvar_D(self):
         c = self.model.config
         return self.model.params["dec.logvar"] if c.gaussian_variance == "learned" else self._fixed_logvar
 
     def _loglik(self, ll, x, dec):
-        """ll[l, n] = log p(x_n | z_l) from the decoder's output (eq.17, first term)."""
-        c, k = self.model.config, self.k
+        """ll[l, n] = log p(x_n | z_l) from the decoder's output less its head's bias (eq.17, first term);
+        the kernel adds the bias as it reads, one pass over the output fewer."""
+        c, k, b = self.model.config, self.k, self._head_bias()
         L, N = ll.shape
         if c.likelihood == "bernoulli":
-            k.bernoulli_loglik(ll, x, dec.reshape(L, N, self.D))
+            k.bernoulli_loglik(ll, x, dec.reshape(L, N, self.D), b)
         elif c.gaussian_variance == "predicted":
-            k.gaussian_loglik(ll, x, dec.reshape(L, N, 2 * self.D))
+            k.gaussian_loglik(ll, x, dec.reshape(L, N, 2 * self.D), b)
         else:
-            k.gaussian_loglik_shared(ll, x, dec.reshape(L, N, self.D), self._logvar_D())
+            k.gaussian_loglik_shared(ll, x, dec.reshape(L, N, self.D), b, self._logvar_D())
 
     def _loglik_grad(self, ll, ddec, x, dec, dll):
         """:meth:`_loglik` and ddec = dll · ∂ll/∂dec; the learned log-variance's gradient into :attr:`grads`."""
@@ -265,7 +272,7 @@ class Engine:
         L, N, J = eps.shape
         enc = self.encode(x)
         enc_saved = self._enc_saved
-        z, std, dec = self._sample_and_decode(enc, eps)
+        z, std, dec = self._sample_and_decode(enc, eps, head_bias=grads)
         ll, kl, denc = self._buf("ll", (L, N)), self._buf("kl", (N,)), self._buf("denc", (N, 2 * J))
         self.k.kl_grad(kl, denc, enc, float(beta) / N)  # writes denc = beta/N · ∂kl/∂[μ | v]
         if not grads:
@@ -286,7 +293,7 @@ class Engine:
         log_w, ll : (K, N) arrays
         """
         K, N, _ = eps.shape
-        z, _, dec = self._sample_and_decode(enc, eps)
+        z, _, dec = self._sample_and_decode(enc, eps, head_bias=False)
         ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
         self._loglik(ll, x, dec)
         self.k.log_weights(log_w, ll, z, eps, enc)
@@ -308,12 +315,13 @@ class Engine:
         K, N, J = eps.shape
         enc = self.encode(x)
         enc_saved = self._enc_saved
-        z, std, dec = self._sample_and_decode(enc, eps)
+        z, std, dec = self._sample_and_decode(enc, eps, head_bias=False)
         ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
         self._loglik(ll, x, dec)
         self.k.log_weights(log_w, ll, z, eps, enc)
         kl = self.kl(enc)
         if grads:
+            self.k.bias_act_forward(dec, dec, self._head_bias(), self.ident)  # the gradient kernel reads dec whole
             bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)

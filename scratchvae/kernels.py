@@ -54,11 +54,16 @@ Without Intel SVML, Numba calls the scalar libm for ``exp``/``log1p``/``tanh``,
 far slower than NumPy's SIMD loops. For float32 the kernels therefore use
 branch-free polynomial versions that LLVM vectorizes: ``_exp`` (Cephes expf:
 Cody-Waite reduction, degree-6 polynomial, the power of two built from
-exponent bits; max relative error 8e-8 on the normal range, overflow to inf,
-nan propagation, flushed to 0 below e^-87.34 instead of going denormal),
-``_log1p_unit`` (log1p on [0, 1] as e·P(e), P of degree 8; max relative
-error 1.9e-7) and ``_tanh`` (expm1(2|x|)/(expm1(2|x|)+2) from the same
-reduction; max relative error 1.6e-7). NumPy's own float32 functions are
+exponent bits; max relative error 8.2e-8 over 3e7 points of the normal
+range, overflow to inf, nan propagation, flushed to 0 below e^-87.34
+instead of going denormal; ``_exp_neg_abs`` is the same for e^-|a|, where
+nothing can overflow), ``_log1p_unit`` (log1p on [0, 1] as e·P(e), P of
+degree 8; max relative error 1.7e-7) and ``_tanh``
+(expm1(2|x|)/(expm1(2|x|)+2) from the same reduction; max relative error
+1.8e-7). The polynomials and the reduction are written with explicit fused
+multiply-adds (``_fma_f32``, llvm.fma: one rounding, one instruction where
+the CPU has FMA), not left to fastmath's contraction, so the numbers do not
+depend on what LLVM chooses to fuse. NumPy's own float32 functions are
 within 2.5e-7. float64 arrays use the scalar libm unchanged (exact, but
 slower than NumPy's SIMD where NumPy has one: float64 is for checking, not
 for speed).
@@ -116,6 +121,19 @@ def _pow2_f32(typingctx, k):
     return _f32(_f32), codegen
 
 
+@intrinsic
+def _fma_f32(typingctx, a, b, c):
+    """a·b + c for float32 with one rounding (llvm.fma: one instruction where the CPU has FMA)."""
+    if not (a == b == c == _f32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fl = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [fl], ir.FunctionType(fl, [fl, fl, fl]))
+        return builder.call(fn, args)
+    return _f32(_f32, _f32, _f32), codegen
+
+
 @numba.njit(**_HELPER)
 def _exp_reduced_f32(x):
     """(k, q) with e^x = 2^k (1 + q), k integral, for a float32 x in [-87.4, 88.75] or nan.
@@ -127,13 +145,13 @@ def _exp_reduced_f32(x):
     f = np.float32
     k = np.floor(x * f(1.44269504088896341) + f(0.5))
     k = k if k == k else f(0.0)  # a nan-free exponent; the nan goes on in r
-    r = (x - k * f(0.693359375)) - k * f(-2.12194440e-4)
+    r = _fma_f32(k, f(2.12194440e-4), _fma_f32(k, f(-0.693359375), x))
     p = f(1.9875691500e-4)
-    p = p * r + f(1.3981999507e-3)
-    p = p * r + f(8.3334519073e-3)
-    p = p * r + f(4.1665795894e-2)
-    p = p * r + f(1.6666665459e-1)
-    p = p * r + f(5.0000001201e-1)
+    p = _fma_f32(p, r, f(1.3981999507e-3))
+    p = _fma_f32(p, r, f(8.3334519073e-3))
+    p = _fma_f32(p, r, f(4.1665795894e-2))
+    p = _fma_f32(p, r, f(1.6666665459e-1))
+    p = _fma_f32(p, r, f(5.0000001201e-1))
     return k, p * (r * r) + r
 
 
@@ -161,6 +179,27 @@ def _exp_ol(x):
     return impl
 
 
+def _exp_neg_abs(a):
+    """e**-|a|, in [0, 1]."""
+    return np.exp(-np.abs(a))
+
+
+@overload(_exp_neg_abs, jit_options=_HELPER)
+def _exp_neg_abs_ol(a):
+    if a != _f32:
+        return lambda a: np.exp(-np.abs(a))
+    f = np.float32
+
+    def impl(a):
+        # _exp for an argument x <= 0: nothing overflows, and 2^k (k >= -126)
+        # is one normal factor. Flushed to 0 below e^-87.33654 as in _exp.
+        x = -np.abs(a)
+        k, q = _exp_reduced_f32(f(-87.33654) if x < f(-87.33654) else x)
+        y = (q + f(1.0)) * _pow2_f32(k)
+        return f(0.0) if x < f(-87.33654) else y
+    return impl
+
+
 def _log1p_unit(e):
     """log(1 + e) for e in [0, 1]."""
     return np.log1p(e)
@@ -175,17 +214,17 @@ def _log1p_unit_ol(e):
     def impl(e):
         # log1p(e) = e P(e) on [0, 1], P of degree 8: the float64 least-squares
         # fit of log1p(e)/e at 2000 Chebyshev nodes of [0, 1], rounded to float32
-        # (numpy.polynomial.polynomial.polyfit). Max relative error 1.9e-7 in
-        # float32, no division, full relative precision for tiny e (P(0) = 1).
+        # (numpy.polynomial.polynomial.polyfit). Max relative error 1.7e-7 in
+        # float32 (Horner's rule with fused multiply-adds), no division, full relative precision for tiny e (P(0) = 1).
         p = f(0.005253457929939032)
-        p = p * e + f(-0.02958850748836994)
-        p = p * e + f(0.07836166769266129)
-        p = p * e + f(-0.13674770295619965)
-        p = p * e + f(0.19111430644989014)
-        p = p * e + f(-0.24844369292259216)
-        p = p * e + f(0.33319270610809326)
-        p = p * e + f(-0.49999502301216125)
-        p = p * e + f(1.0)
+        p = _fma_f32(p, e, f(-0.02958850748836994))
+        p = _fma_f32(p, e, f(0.07836166769266129))
+        p = _fma_f32(p, e, f(-0.13674770295619965))
+        p = _fma_f32(p, e, f(0.19111430644989014))
+        p = _fma_f32(p, e, f(-0.24844369292259216))
+        p = _fma_f32(p, e, f(0.33319270610809326))
+        p = _fma_f32(p, e, f(-0.49999502301216125))
+        p = _fma_f32(p, e, f(1.0))
         return e * p
     return impl
 
@@ -219,7 +258,7 @@ def _tanh_ol(x):
 def _softplus_sigmoid(a):
     """(softplus(a), sigmoid(a)), stable, from one exp: e = e^{-|a|}."""
     zero, one = _as(0.0, a), _as(1.0, a)
-    e = _exp(-np.abs(a))
+    e = _exp_neg_abs(a)
     sp = max(a, zero) + _log1p_unit(e)
     sg = (one if a >= zero else e) / (one + e)  # 1/(1+e) or e/(1+e), as ops.sigmoid
     return sp, sg
@@ -228,7 +267,7 @@ def _softplus_sigmoid(a):
 @numba.njit(**_HELPER)
 def _sigmoid(a):
     one = _as(1.0, a)
-    e = _exp(-np.abs(a))
+    e = _exp_neg_abs(a)
     return (one if a >= _as(0.0, a) else e) / (one + e)
 
 
@@ -353,6 +392,12 @@ def _act_backward_loop_ol(da, dh, a, h, act):
             for o in range(O):
                 da[n, o] = fgrad(dh[n, o], a[n, o], h[n, o])
     return impl
+
+
+@numba.njit(**_HELPER)
+def _add(a, b):
+    """a + b, strict: a kernel adding a bias as it reads keeps the add out of its sum's reassociation."""
+    return a + b
 
 
 @numba.njit(**_HELPER)
@@ -485,21 +530,22 @@ def all_finite(g):
 # −1/(L·N) everywhere; the IWAE bound: −w̃[l, n]/N, the normalized weights).
 
 @numba.njit(**_REDUCE)
-def bernoulli_loglik(ll, x, logits):
+def bernoulli_loglik(ll, x, logits, b):
     """Bernoulli log-likelihood on logits (eq.17, first term); twin: reference.bernoulli_loglik.
 
     Parameters
     ----------
-    ll : (L, N) array, output: log p(x|z_l) = Σ_d [ x_d η_d − softplus(η_d) ]
+    ll : (L, N) array, output: log p(x|z_l) = Σ_d [ x_d η_d − softplus(η_d) ] with η = logits + b
     x : (N, D) array with values in [0, 1]
-    logits : (L, N, D) array η
+    logits : (L, N, D) array, the decoder's output less its head's bias
+    b : (D,) array, the head's bias, added as the logits are read (one pass over them fewer)
     """
     L, N, D = logits.shape
     for l in range(L):
         for n in range(N):
             acc = logits.dtype.type(0)
             for d in range(D):
-                acc += _bernoulli_term(x[n, d], logits[l, n, d], logits.dtype.type(0))[0]
+                acc += _bernoulli_term(x[n, d], _add(logits[l, n, d], b[d]), logits.dtype.type(0))[0]
             ll[l, n] = acc
 
 
@@ -532,14 +578,15 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik(ll, x, dec):
+def gaussian_loglik(ll, x, dec, b):
     """Gaussian log-likelihood with a predicted log-variance; twin: reference.gaussian_loglik.
 
     Parameters
     ----------
     ll : (L, N) array, output: −½ Σ_d [ log 2π + s_d + (x_d − m_d)² e^{−s_d} ]
     x : (N, D) array
-    dec : (L, N, 2D) array, the decoder's output [ m | s ]
+    dec : (L, N, 2D) array, the decoder's output [ m | s ] less its head's bias
+    b : (2D,) array, the head's bias, added as dec is read
 
     Notes
     -----
@@ -552,7 +599,7 @@ def gaussian_loglik(ll, x, dec):
         for n in range(N):
             acc = zero
             for d in range(D):
-                acc += _gaussian_term(x[n, d], dec[l, n, d], dec[l, n, D + d], zero)[0]
+                acc += _gaussian_term(x[n, d], _add(dec[l, n, d], b[d]), _add(dec[l, n, D + d], b[D + d]), zero)[0]
             ll[l, n] = dec.dtype.type(-0.5) * acc
 
 
@@ -587,14 +634,15 @@ def gaussian_loglik_grad(ll, ddec, x, dec, dll):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik_shared(ll, x, mean, logvar_D):
+def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
     """Gaussian log-likelihood with one log-variance per pixel (learned or fixed); twin: reference.gaussian_loglik_shared.
 
     Parameters
     ----------
     ll : (L, N) array, output
     x : (N, D) array
-    mean : (L, N, D) array
+    mean : (L, N, D) array, the decoder's output less its head's bias
+    b : (D,) array, the head's bias, added as the mean is read
     logvar_D : (D,) array, shared by all (l, n)
     """
     L, N, D = mean.shape
@@ -603,7 +651,7 @@ def gaussian_loglik_shared(ll, x, mean, logvar_D):
         for n in range(N):
             acc = zero
             for d in range(D):
-                acc += _gaussian_term(x[n, d], mean[l, n, d], logvar_D[d], zero)[0]
+                acc += _gaussian_term(x[n, d], _add(mean[l, n, d], b[d]), logvar_D[d], zero)[0]
             ll[l, n] = mean.dtype.type(-0.5) * acc
 
 

@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from . import distributions as dist
 from .bounds import log_sum_exp
 from .ops import check_activation, sigmoid
 
@@ -219,22 +220,26 @@ class VAE:
         return eps
 
     def noise(self, rng, n, samples=1):
-        """Standard normal ε of shape (L, n, J) drawn from ``rng``."""
+        """Standard normal ε of shape (L, n, J) drawn from ``rng`` (:func:`scratchvae.distributions.standard_normal`,
+        the sampler evaluation draws with too)."""
         _check_positive_int("samples", samples)
-        return rng.standard_normal((samples, n, self.config.latent_dim), dtype=self.dtype)
+        return dist.standard_normal(rng, np.empty((samples, n, self.config.latent_dim), self.dtype))
 
     # ------------------------------------------------------------------ nets
-    def engine(self, backend="reference"):
+    def engine(self, backend="reference", thread=0):
         """The :class:`scratchvae.engine.Engine` that runs this model's forward and backward with ``backend``.
 
         The methods below use the reference kernels (readable NumPy, no Numba)
         and return fresh arrays; training and evaluation use the backend they are given.
+        ``thread`` > 0 gives another engine with buffers of its own, for a worker
+        thread of :func:`scratchvae.evaluate.importance_bound`.
         """
-        eng = self._engines.get(backend)
+        key = backend if thread == 0 else (backend, thread)
+        eng = self._engines.get(key)
         if eng is None:
             from .engine import Engine
 
-            eng = self._engines[backend] = Engine(self, backend)
+            eng = self._engines[key] = Engine(self, backend)
         return eng
 
     def __getstate__(self):  # copies and pickles of a model carry its parameters, not its engines' buffers

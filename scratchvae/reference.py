@@ -51,9 +51,9 @@ def all_finite(g):
 
 
 # ------------------------------------------------------------- likelihoods
-def bernoulli_loglik(ll, x, logits):
-    """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits (eq.17, first term)."""
-    ll[...] = dist.bernoulli_loglik_forward(x, logits)[0]
+def bernoulli_loglik(ll, x, logits, b):
+    """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits + b (eq.17, first term; b the head's bias)."""
+    ll[...] = dist.bernoulli_loglik_forward(x, logits + b)[0]
 
 
 def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
@@ -62,9 +62,10 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
     dlogits[...] = dist.bernoulli_loglik_backward(dll, cache)
 
 
-def gaussian_loglik(ll, x, dec):
-    """ll of a Gaussian decoder whose output ``dec`` (L, N, 2D) is [mean | logvar]."""
+def gaussian_loglik(ll, x, dec, b):
+    """ll of a Gaussian decoder whose output ``dec`` + ``b`` (L, N, 2D) is [mean | logvar]."""
     D = x.shape[1]
+    dec = dec + b
     ll[...] = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])[0]
 
 
@@ -75,9 +76,9 @@ def gaussian_loglik_grad(ll, ddec, x, dec, dll):
     ddec[..., :D], ddec[..., D:] = dist.gaussian_loglik_backward(dll, cache)
 
 
-def gaussian_loglik_shared(ll, x, mean, logvar_D):
-    """ll of a Gaussian decoder with one log-variance per pixel, ``logvar_D`` (D,)."""
-    ll[...] = dist.gaussian_loglik_forward(x, mean, logvar_D)[0]
+def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
+    """ll of a Gaussian decoder with mean ``mean`` + ``b`` and one log-variance per pixel, ``logvar_D`` (D,)."""
+    ll[...] = dist.gaussian_loglik_forward(x, mean + b, logvar_D)[0]
 
 
 def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):

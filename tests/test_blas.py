@@ -31,3 +31,27 @@ def test_the_kernel_name_is_reported():
     forced = os.environ.get("OPENBLAS_CORETYPE")
     if forced:  # the environment's choice wins over OpenBLAS' own
         assert name.lower() == forced.lower()
+
+
+def test_one_thread_per_call_yields_the_count_and_puts_it_back():
+    before = blas.get_threads()
+    try:
+        blas.set_threads(2)
+        with blas.one_thread_per_call() as t:
+            assert t == 2 and blas.get_threads() == 1
+        assert blas.get_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"):
+            with blas.one_thread_per_call():
+                raise RuntimeError("inside")
+        assert blas.get_threads() == 2  # put back after an error too
+        blas.set_threads(1)
+        with blas.one_thread_per_call() as t:
+            assert t == 1 and blas.get_threads() == 1
+    finally:
+        blas.set_threads(before)
+
+
+def test_one_thread_per_call_without_an_openblas_yields_one(monkeypatch):
+    monkeypatch.setattr(blas, "_library", lambda: None)
+    with blas.one_thread_per_call() as t:
+        assert t == 1

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -154,3 +156,35 @@ def test_float32_stays_float32():
     ll, _ = dist.bernoulli_loglik_forward(np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32))
     gl, _ = dist.gaussian_loglik_forward(np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32), np.float32(0))
     assert kl.dtype == ll.dtype == gl.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standard_normal_has_the_normal_distribution(dtype):
+    """Box-Muller against the normal CDF (Kolmogorov-Smirnov) and its moments: a wrong radius (no −2, no
+    square root), a wrong angle (no 2π) or correlated halves of a pair all fail."""
+    z = dist.standard_normal(np.random.default_rng(0), np.empty(200_001, dtype))
+    assert z.dtype == dtype and np.isfinite(z).all()
+    s = np.sort(z.astype(np.float64))
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(s / math.sqrt(2)))
+    i = np.arange(1, s.size + 1) / s.size
+    ks = max(np.abs(cdf - i).max(), np.abs(cdf - (i - 1 / s.size)).max())
+    assert ks < 2.69 / math.sqrt(s.size)  # the Kolmogorov-Smirnov test at the 1e-6 level
+    n, x = z.size, z.astype(np.float64)
+    assert abs(x.mean()) < Z_TOL / math.sqrt(n)
+    assert abs(x.var() - 1) < Z_TOL * math.sqrt(2 / n)
+    assert abs((x ** 4).mean() - 3) < Z_TOL * math.sqrt(96 / n)  # var z⁴ = E z⁸ − 9 = 96
+    pairs = x[:-1].reshape(-1, 2)
+    for a, b in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 0] ** 2, pairs[:, 1] ** 2)):  # independent, not only uncorrelated
+        assert abs(np.corrcoef(a, b)[0, 1]) < Z_TOL / math.sqrt(pairs.shape[0])
+
+
+def test_standard_normal_draws_of_even_sizes_continue_one_draw():
+    """Chunk after chunk, the values of one draw: the streamed evaluation relies on it."""
+    whole = dist.standard_normal(np.random.default_rng(4), np.empty((6, 5, 4)))
+    rng = np.random.default_rng(4)
+    parts = [dist.standard_normal(rng, np.empty((c, 5, 4))) for c in (1, 3, 2)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    strided = np.empty((6, 5, 8))[..., ::2]  # not contiguous: filled through a copy
+    np.testing.assert_array_equal(dist.standard_normal(np.random.default_rng(4), strided), whole)
+    odd = dist.standard_normal(np.random.default_rng(4), np.empty(7))
+    np.testing.assert_array_equal(odd, whole.reshape(-1)[:7])

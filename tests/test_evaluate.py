@@ -7,6 +7,7 @@ from scratchvae import VAE, VAEConfig
 from scratchvae import evaluate as E
 from scratchvae.bounds import log_mean_exp
 from scratchvae.datasets import BatchSource, load_digits
+from scratchvae.distributions import standard_normal
 
 
 def small_model(dtype="float64", **kw):
@@ -19,7 +20,7 @@ def test_streamed_bound_equals_the_bound_on_the_same_noise(backend, rows):
     model = small_model()
     x = (np.random.default_rng(1).random((6, 64)) < 0.4).astype(float)
     K = 13
-    eps = np.random.default_rng(5).standard_normal((K, 6, 3))  # the stream importance_bound draws from
+    eps = standard_normal(np.random.default_rng(5), np.empty((K, 6, 3)))  # the stream importance_bound draws from
     terms, _ = model.iwae(x, eps, grads=False)
     bound, recon, kl, enc = E.importance_bound(model.engine(backend), x, K, np.random.default_rng(5), rows)
     np.testing.assert_allclose(bound, log_mean_exp(terms.log_w, axis=0), rtol=1e-10)
@@ -33,7 +34,7 @@ def test_evaluate_on_an_array_reports_the_models_terms():
     model = small_model()
     x = (np.random.default_rng(2).random((30, 64)) < 0.4).astype(float)
     out = E.evaluate(model, x, iw_samples=1, batch_size=30, seed=3, backend="reference")
-    eps = np.random.default_rng(3).standard_normal((1, 30, 3))
+    eps = standard_normal(np.random.default_rng(3), np.empty((1, 30, 3)))
     terms, _ = model.elbo(x, eps, grads=False)
     assert out["n"] == 30 and out["split"] == "given" and out["binarization"].startswith("none")
     assert out["elbo"] == pytest.approx(float(terms.elbo.mean()), rel=1e-10)
@@ -59,3 +60,68 @@ def test_evaluate_takes_a_dataset_or_a_batch_source_with_one_seed_policy():
 def test_bad_arguments_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         E.evaluate(small_model(), np.zeros((3, 64)), **bad)
+
+
+def _helpers(model, backend, n):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return E.Helpers([model.engine(backend, thread=i) for i in range(1, n + 1)],
+                     [ThreadPoolExecutor(1) for _ in range(n)])
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_helper_threads_give_the_bound_of_one_thread(backend):
+    """7 points in 3 shares (2, 3, 2), 29 samples in chunks of 4 (8 chunks: the ring of noise buffers wraps,
+    the last chunk is short): the same L_K, recon, KL as the caller's thread alone, on the same noise."""
+    model = small_model()
+    x = (np.random.default_rng(1).random((7, 64)) < 0.4).astype(float)
+    alone = E.importance_bound(model.engine(backend), x, 29, np.random.default_rng(8), rows_per_call=28)
+    helpers = _helpers(model, backend, 2)
+    try:
+        shared = E.importance_bound(model.engine(backend), x, 29, np.random.default_rng(8), rows_per_call=28,
+                                    helpers=helpers)
+    finally:
+        for pool in helpers.pools:
+            pool.shutdown()
+    for a, b in zip(alone, shared):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+    eps = standard_normal(np.random.default_rng(8), np.empty((29, 7, 3)))
+    np.testing.assert_allclose(shared[0], log_mean_exp(model.iwae(x, eps, grads=False)[0].log_w, axis=0),
+                               rtol=1e-10)
+
+
+def test_an_error_on_a_helper_thread_reaches_the_caller():
+    model = small_model()
+    x = (np.random.default_rng(1).random((6, 64)) < 0.4).astype(float)
+    helpers = _helpers(model, "numba", 1)
+
+    def broken(*args):
+        raise FloatingPointError("from the helper")
+    helpers.engines[0].log_weights = broken
+    try:
+        with pytest.raises(FloatingPointError, match="from the helper"):
+            E.importance_bound(model.engine("numba"), x, 50, np.random.default_rng(0), rows_per_call=12,
+                               helpers=helpers)
+    finally:
+        helpers.pools[0].shutdown()
+
+
+def test_evaluate_with_two_blas_threads_matches_one():
+    """evaluate shares the points out among the BLAS threads: the numbers are those of one thread, to
+    float32 round-off (the sums of sgemm may differ in order), and the thread count is put back."""
+    from scratchvae import blas
+
+    model = small_model("float32")
+    digits = load_digits()
+    before = blas.get_threads()
+    try:
+        blas.set_threads(1)
+        one = E.evaluate(model, digits, iw_samples=30, limit=60, batch_size=30, backend="numba")
+        blas.set_threads(2)
+        two = E.evaluate(model, digits, iw_samples=30, limit=60, batch_size=30, backend="numba")
+        assert blas.get_threads() == 2
+    finally:
+        blas.set_threads(before)
+    for key in ("elbo", "iwae", "recon", "kl"):
+        assert two[key] == pytest.approx(one[key], rel=1e-6)
+    assert two["active_units"] == one["active_units"]
