@@ -833,6 +833,33 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
     return out
 
 
+def _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent):
+    """Step and products alone with OpenBLAS on one thread (the count put back after); [] without OpenBLAS.
+
+    Where the two vCPUs sit far apart, the Adam pass after products computed
+    on both cores reads what the other core's cache holds (docs/performance.md).
+    """
+    from scratchvae import blas
+
+    before = blas.get_threads()
+    if before is None:
+        return []
+    rows = []
+    try:
+        blas.set_threads(1)
+        for b in batch_sizes:
+            st, x = Stepper("numba", b, hidden=hidden, latent=latent), peers.binary_data(b)
+            ts, bls = [], []
+            for _ in range(rounds):
+                ts.append(step_seconds(st, x, reps))
+                bls.append(blas_seconds(b, reps=reps, hidden=(hidden,), latent=latent))
+            rows.append({"batch_size": b, "step_ms": 1e3 * median(ts), "blas_ms": 1e3 * median(bls),
+                         "fraction": median([b_ / t_ for b_, t_ in zip(bls, ts)])})
+    finally:
+        blas.set_threads(before)
+    return rows
+
+
 def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, latent=J, json_path=None):
     """Step time against the BLAS limit, measured in ``rounds`` alternating pairs (step, products alone).
 
@@ -858,14 +885,20 @@ def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, laten
     print("\nFLOPs of a step = sum of 2*m*k*n over its matmuls = 6N(DH+2JH) + 6R(JH+HD) - 2NDH, R = L*N")
     print_table(rows, ["batch_size", "flops", "step_ms", "gflops", "blas_ms", "blas_gflops", "fraction"],
                 "roofline (numba, float32; fraction = BLAS-alone time / step time)")
-    prof = phase_profile(128 if 128 in batch_sizes else batch_sizes[-1], reps=reps, hidden=hidden, latent=latent)
-    print(f"\n== phases of one numba step at batch {prof['batch_size']} (ms)")
-    for k in ("step_s", "forward_backward_s", "fb_matmul_and_python_s", "matmuls_alone_s", "fb_kernels_s",
-              "gradients_finite_s", "update_adam_s"):
-        print(f"  {k[:-2]:24s} {1e3 * prof[k]:8.3f}")
-    for k, v in sorted(prof["kernels_s"].items(), key=lambda kv: -kv[1]):
-        print(f"    kernel {k:22s} {1e3 * v:8.3f}")
-    res = {"formula": "6N(DH+2JH) + 6R(JH+HD) - 2NDH, R=L*N", "rows": rows, "profile": prof}
+    one = _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent)
+    if one:
+        print_table(one, ["batch_size", "step_ms", "blas_ms", "fraction"],
+                    "the same on one BLAS thread (step and products alone; fraction against the one-thread products)")
+    profs = [phase_profile(b, reps=reps, hidden=hidden, latent=latent) for b in batch_sizes]
+    for prof in profs:
+        print(f"\n== phases of one numba step at batch {prof['batch_size']} (ms)")
+        for k in ("step_s", "forward_backward_s", "fb_matmul_and_python_s", "matmuls_alone_s", "fb_kernels_s",
+                  "gradients_finite_s", "update_adam_s"):
+            print(f"  {k[:-2]:24s} {1e3 * prof[k]:8.3f}")
+        for k, v in sorted(prof["kernels_s"].items(), key=lambda kv: -kv[1]):
+            print(f"    kernel {k:22s} {1e3 * v:8.3f}")
+    res = {"formula": "6N(DH+2JH) + 6R(JH+HD) - 2NDH, R=L*N", "rows": rows, "one_blas_thread": one,
+           "profiles": profs}
     if json_path:
         save_json(res, json_path)
     return res

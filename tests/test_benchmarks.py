@@ -35,7 +35,11 @@ def test_smoke_suite(tmp_path):
     roof = json.loads((tmp_path / "roofline.json").read_text())
     for r in roof["rows"]:
         assert {"batch_size", "flops", "step_ms", "gflops", "blas_ms", "fraction"} <= set(r)
-    assert {"matmuls_alone_s", "update_adam_s", "kernels_s"} <= set(roof["profile"])
+    assert [p["batch_size"] for p in roof["profiles"]] == [r["batch_size"] for r in roof["rows"]]
+    for p in roof["profiles"]:
+        assert {"matmuls_alone_s", "update_adam_s", "kernels_s"} <= set(p)
+    assert [r["batch_size"] for r in roof["one_blas_thread"]] == [r["batch_size"] for r in roof["rows"]]
+    assert all(r["step_ms"] > 0 and r["blas_ms"] > 0 for r in roof["one_blas_thread"])
     scaling = json.loads((tmp_path / "scaling.json").read_text())
     assert set(scaling) == {"batch_size", "hidden", "latent", "samples"}
     mem = json.loads((tmp_path / "memory.json").read_text())
