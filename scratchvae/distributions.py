@@ -153,11 +153,12 @@ def standard_normal(rng, out):
     r *= -2.0
     r = np.sqrt(r, out=r).astype(out.dtype)
     theta = (2 * np.pi * uv[:, 1]).astype(out.dtype)
-    pairs = out.reshape(-1, 2) if n % 2 == 0 and out.flags.c_contiguous else np.empty((uv.shape[0], 2), out.dtype)
+    in_place = n % 2 == 0 and out.flags.c_contiguous
+    pairs = out.reshape(-1, 2) if in_place else np.empty((uv.shape[0], 2), out.dtype)
     np.multiply(r, np.cos(theta), out=pairs[:, 0])
     np.multiply(r, np.sin(theta), out=pairs[:, 1])
-    if pairs.base is not out and pairs is not out:
-        out.reshape(-1)[...] = pairs.reshape(-1)[:n]
+    if not in_place:
+        out[...] = pairs.reshape(-1)[:n].reshape(out.shape)
     return out
 
 
