@@ -1140,7 +1140,7 @@ def part_matmul(smoke=False, json_path=None, plot_path=None):
             ax.bar(np.arange(len(shapes)) + ii * w, [r["gflops"] for r in rows if r["impl"] == name], w, label=name)
         ax.set_xticks(np.arange(len(shapes)) + w * (len(impls) - 1) / 2, labels, fontsize=7)
         ax.set(yscale="log", ylabel="GFLOP/s", title="float32 matmul at the model's shapes")
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(impls), frameon=False)  # below: no bar hidden
         fig.tight_layout()
         fig.savefig(plot_path)
         plt.close(fig)
