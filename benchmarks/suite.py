@@ -836,8 +836,8 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
 def _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent):
     """Step and products alone with OpenBLAS on one thread (the count put back after); [] without OpenBLAS.
 
-    Where the two vCPUs sit far apart, the Adam pass after products computed
-    on both cores reads what the other core's cache holds (docs/performance.md).
+    The comparison that separates the products from the host's slow spells:
+    on one thread the step's time stays put (docs/performance.md).
     """
     from scratchvae import blas
 
