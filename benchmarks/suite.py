@@ -316,11 +316,17 @@ def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "reference"),
 
 
 def _label_log_axes(ax, xs, ylabel=lambda t: f"{t:g}"):
-    """Log-log axes labelled in plain numbers: x at the measured ``xs``, y at 1-2-5 steps."""
+    """Log-log axes labelled in plain numbers: x at the measured ``xs``, y at 1-2-5 steps (finer steps where
+    the range is too short for three of those)."""
     ax.set_xticks(xs, [f"{x:g}" for x in xs], minor=False)
     ax.set_xticks([], minor=True)
     lo, hi = ax.get_ylim()
-    ticks = [m * 10.0**e for e in range(-3, 8) for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    for steps in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), tuple(np.arange(10, 100, 1) / 10)):
+        ticks = [m * 10.0**e for e in range(-3, 8) for m in steps if lo <= m * 10.0**e <= hi]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) > 6:  # the finest steps: keep about five
+        ticks = ticks[::-(-len(ticks) // 5)]
     ax.set_yticks(ticks, [ylabel(t) for t in ticks], minor=False)
     ax.set_yticks([], minor=True)
 
