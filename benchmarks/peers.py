@@ -47,6 +47,7 @@ weights and noise for ``python -m benchmarks check-peers``.
 torch and jax are imported only inside the functions that need them, so this
 module imports without them; :func:`available` tells which are installed.
 """
+import contextlib
 import functools
 import importlib.util
 import math
@@ -238,6 +239,25 @@ def jax_thread_env(threads):
 
 # ----------------------------------------------------------------- PyTorch
 @functools.lru_cache(maxsize=None)
+def _torch_adam(adam):
+    """The Adam variant to use: ``adam``, or :data:`TORCH_ADAM_DEFAULT`; ValueError for an unknown one."""
+    adam = adam or TORCH_ADAM_DEFAULT
+    if adam not in TORCH_ADAM:
+        raise ValueError(f"unknown Adam variant {adam!r}; choose from {', '.join(TORCH_ADAM)}")
+    return adam
+
+
+@contextlib.contextmanager
+def _torch_threads(torch, threads):
+    """``torch.set_num_threads(threads)`` inside the block, the count before restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _torch_vae_class():
     import torch
     from torch import nn
@@ -302,18 +322,12 @@ def torch_throughput(batch_sizes, n=12800, epochs=4, threads=2, compile=False, s
     trace into the fused kernel).
     """
     batch_sizes = check_args(batch_sizes, n, epochs, threads)
-    adam = adam or TORCH_ADAM_DEFAULT
-    if adam not in TORCH_ADAM:
-        raise ValueError(f"unknown Adam variant {adam!r}; choose from {', '.join(TORCH_ADAM)}")
+    adam = _torch_adam(adam)
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(torch, threads):
         data = torch.from_numpy(binary_data(n, DATA_DIM, seed))
         return [_torch_one(torch, data, b, n, epochs, threads, bool(compile), seed, adam) for b in batch_sizes]
-    finally:
-        torch.set_num_threads(before)
 
 
 def _torch_one(torch, data, batch_size, n, epochs, threads, compile, seed, adam):
@@ -366,14 +380,10 @@ def torch_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, compi
     """
     ks = check_ks(ks)
     check_args([batch_size], n, epochs, threads)
-    adam = adam or TORCH_ADAM_DEFAULT
-    if adam not in TORCH_ADAM:
-        raise ValueError(f"unknown Adam variant {adam!r}; choose from {', '.join(TORCH_ADAM)}")
+    adam = _torch_adam(adam)
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(torch, threads):
         data = torch.from_numpy(binary_data(n, DATA_DIM, seed))
         rows = []
         for k in ks:
@@ -389,8 +399,6 @@ def torch_iwae_throughput(ks, batch_size=128, n=6400, epochs=3, threads=2, compi
                                        variant=f"adam-{adam}", optimizer_compiled=compile and adam != "fused",
                                        thread_control=f"torch.set_num_threads({threads})", last_loss=loss))
         return rows
-    finally:
-        torch.set_num_threads(before)
 
 
 def _torch_chunk_fn(torch, model, compile):
@@ -425,9 +433,7 @@ def torch_iwae_evaluate(points=100, k=5000, rows_per_call=2048, repeats=3, threa
         raise ValueError(f"unknown grad mode {grad_mode!r}; choose from {', '.join(TORCH_GRAD_MODES)}")
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(torch, threads):
         torch.manual_seed(seed)
         model = _torch_vae_class()()
         model.requires_grad_(False)
@@ -446,8 +452,6 @@ def torch_iwae_evaluate(points=100, k=5000, rows_per_call=2048, repeats=3, threa
                 if r > 0:
                     seconds.append(dt)
                     bounds.append(float(bound.double().mean()))
-    finally:
-        torch.set_num_threads(before)
     return evaluate_row("pytorch-compile" if compile else "pytorch-eager", "cpu", points, k, rows_per_call, seconds,
                         bounds, threads, torch.__version__, grad_mode=f"torch.{TORCH_GRAD_MODES[grad_mode]}",
                         thread_control=f"torch.set_num_threads({threads})")

@@ -839,41 +839,8 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
     return out
 
 
-def _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent):
-    """Step and products alone with OpenBLAS on one thread (the count put back after); [] without OpenBLAS.
-
-    The comparison that separates the products from the host's slow spells:
-    on one thread the step's time stays put (docs/performance.md).
-    """
-    from scratchvae import blas
-
-    before = blas.get_threads()
-    if before is None:
-        return []
-    rows = []
-    try:
-        blas.set_threads(1)
-        for b in batch_sizes:
-            st, x = Stepper("numba", b, hidden=hidden, latent=latent), peers.binary_data(b)
-            ts, bls = [], []
-            for _ in range(rounds):
-                ts.append(step_seconds(st, x, reps))
-                bls.append(blas_seconds(b, reps=reps, hidden=(hidden,), latent=latent))
-            rows.append({"batch_size": b, "step_ms": 1e3 * median(ts), "blas_ms": 1e3 * median(bls),
-                         "fraction": median([b_ / t_ for b_, t_ in zip(bls, ts)])})
-    finally:
-        blas.set_threads(before)
-    return rows
-
-
-def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, latent=J, json_path=None):
-    """Step time against the BLAS limit, measured in ``rounds`` alternating pairs (step, products alone).
-
-    Each round times ``reps`` steps and ``reps`` runs of the products alone,
-    back to back; ``fraction`` is the median over rounds of the round's
-    BLAS-alone time / step time, so a slow spell of a shared machine falls on
-    both halves of a pair; step_ms and blas_ms are the medians over rounds.
-    """
+def _roofline_rows(batch_sizes, reps, rounds, hidden, latent):
+    """For each batch size, ``rounds`` alternating pairs (``reps`` steps, ``reps`` runs of the products alone)."""
     rows = []
     for b in batch_sizes:
         st = Stepper("numba", b, hidden=hidden, latent=latent)
@@ -888,6 +855,36 @@ def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, laten
         rows.append({"batch_size": b, "flops": fl, "step_ms": 1e3 * t, "gflops": fl / t / 1e9,
                      "blas_ms": 1e3 * bl, "blas_gflops": fl / bl / 1e9, "fraction": median(fractions),
                      "round_fractions": fractions, "rounds": rounds, "reps": reps})
+    return rows
+
+
+def _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent):
+    """:func:`_roofline_rows` with OpenBLAS on one thread (the count put back after); [] without OpenBLAS.
+
+    The comparison that separates the products from the host's slow spells:
+    on one thread the step's time stays put (docs/performance.md).
+    """
+    from scratchvae import blas
+
+    before = blas.get_threads()
+    if before is None:
+        return []
+    try:
+        blas.set_threads(1)
+        return _roofline_rows(batch_sizes, reps, rounds, hidden, latent)
+    finally:
+        blas.set_threads(before)
+
+
+def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, latent=J, json_path=None):
+    """Step time against the BLAS limit, measured in ``rounds`` alternating pairs (step, products alone).
+
+    Each round times ``reps`` steps and ``reps`` runs of the products alone,
+    back to back; ``fraction`` is the median over rounds of the round's
+    BLAS-alone time / step time, so a slow spell of a shared machine falls on
+    both halves of a pair; step_ms and blas_ms are the medians over rounds.
+    """
+    rows = _roofline_rows(batch_sizes, reps, rounds, hidden, latent)
     print("\nFLOPs of a step = sum of 2*m*k*n over its matmuls = 6N(DH+2JH) + 6R(JH+HD) - 2NDH, R = L*N")
     print_table(rows, ["batch_size", "flops", "step_ms", "gflops", "blas_ms", "blas_gflops", "fraction"],
                 "roofline (numba, float32; fraction = BLAS-alone time / step time)")
