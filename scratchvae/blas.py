@@ -14,10 +14,16 @@ sets the speed; and OpenBLAS' sgemm rounds differently with 1 and with 2
 threads at some shapes, so the last digits of a run depend on it (a run and
 its resume must use the same count to agree bit for bit; the run folder
 records it).
+
+:class:`Pieces` also lends OpenBLAS' threads one pass of our own: the
+optimizer's update and the finiteness check of a training step, cut into one
+piece per thread (docs/performance.md, "The optimizer on OpenBLAS' threads").
 """
 import contextlib
 import ctypes
 import os
+
+import numpy as np
 
 _PREFIXES = ("scipy_openblas_", "openblas_")
 _SUFFIXES = ("64_", "")
@@ -102,3 +108,76 @@ def one_thread_per_call():
         yield n
     finally:
         found[2](n)
+
+
+# OpenBLAS' mode bits for a routine it runs as a "legacy" level-1 routine
+# (common_thread.h): BLAS_SINGLE is 2 since the bfloat16 types took 0 and 1;
+# before them it was 0, and 2 (BLAS_XDOUBLE) also took the single-precision
+# path in a library built without extended precision, the usual build.
+_BLAS_SINGLE = 2
+_ONE = np.ones(1, np.float32)  # alpha: OpenBLAS reads it, the routines ignore it
+_ONE_ADDRESS = _ONE.ctypes.data
+
+
+class Pieces:
+    """Runs a compiled routine on OpenBLAS' own threads, one piece of a range of elements per thread.
+
+    Between the matrix products of a training step, OpenBLAS' worker threads
+    wait by spinning; a thread of ours would have to take a core from them.
+    ``blas_level1_thread_with_return_value``, the entry OpenBLAS splits its
+    own level-1 routines with, takes any routine of the level-1 signature
+    and hands the pieces to those threads (the caller's thread runs the
+    first), each piece given its own record: here float64 [lo, hi], which
+    the routine overwrites when done (:func:`scratchvae.kernels.piece_routine`).
+
+    Use :meth:`find` (None where there is no such OpenBLAS). :meth:`run`
+    says which pieces did not run (their record was not overwritten), and the
+    caller runs those ranges itself.
+    """
+
+    def __init__(self, entry, threads):
+        self._entry, self._threads = entry, threads
+        self._plans = {}  # (size, threads) -> the pieces' ranges, their records and its address
+
+    @classmethod
+    def find(cls):
+        """A :class:`Pieces` on the OpenBLAS this process loaded, or None (no OpenBLAS, or one without the entry)."""
+        found = _library()
+        if found is None:
+            return None
+        entry = getattr(found[0], "blas_level1_thread_with_return_value", None)
+        if entry is None:
+            return None
+        entry.restype = ctypes.c_int
+        entry.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
+                          ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_int]
+        return cls(entry, found[1])
+
+    def threads(self):
+        """OpenBLAS' thread count now: the number of pieces of the next :meth:`run`."""
+        return int(self._threads())
+
+    def run(self, routine, arena, header, size, threads):
+        """Run ``routine`` (a C address) on ``threads`` pieces of range(size), each a multiple of 16 elements
+        long but the last, with the addresses ``arena`` and ``header`` as its a and b.
+
+        Returns (ok, missed): whether every piece that ran reported success,
+        and the (lo, hi) ranges of the pieces that did not run.
+        """
+        plan = self._plans.get((size, threads))
+        if plan is None:
+            edges = [(size * i // threads) // 16 * 16 for i in range(threads)] + [size]
+            cuts = np.array(list(zip(edges[:-1], edges[1:])), np.float64)
+            records = np.empty_like(cuts)
+            plan = self._plans[(size, threads)] = (cuts, records, records.ctypes.data)
+        cuts, records, address = plan
+        records[...] = cuts
+        self._entry(_BLAS_SINGLE, threads, 0, 0, _ONE_ADDRESS, arena, 0, header, 0, address, 0, routine, threads)
+        ok, missed = True, []
+        for (lo, hi), (done, result) in zip(cuts.tolist(), records.tolist()):
+            if done != -1:
+                missed.append((int(lo), int(hi)))
+            elif result != 1:
+                ok = False
+        return ok, missed

@@ -352,6 +352,7 @@ class FusedStep:
         self._pack()
         self.engine = Engine(model, backend, grads=self.grads)
         self.k = self.engine.k
+        self._pieces = self._find_pieces()
 
     def _pack(self):
         m, dt = self.model, self.model.dtype
@@ -378,6 +379,50 @@ class FusedStep:
                     flat[o:o + n] = np.asarray(self.opt.state[key], dt).ravel()
                 self.opt.state[key] = flat[o:o + n].reshape(shape)
             self.flat_state.append(flat)
+
+    def _find_pieces(self):
+        """What :meth:`_run_in_pieces` needs (the numba backend on an OpenBLAS of its kind), or None."""
+        if self.engine.backend != "numba":
+            return None
+        from .blas import Pieces
+
+        blas = Pieces.find()
+        if blas is None:
+            return None
+        from .kernels import PIECE_HEADER, PIECE_OPS, piece_routine
+
+        p, size = self.flat_p, self.flat_p.itemsize
+        stride = (self.flat_g.ctypes.data - p.ctypes.data) // size
+        rows = [p, self.flat_g, *self.flat_state]
+        if any(a.ctypes.data != p.ctypes.data + i * stride * size for i, a in enumerate(rows)):
+            return None  # not laid out as _arena cuts them
+        header = np.zeros(PIECE_HEADER)
+        header[1:3] = len(rows), stride
+        return types.SimpleNamespace(blas=blas, ops=PIECE_OPS, routine=piece_routine(p.dtype), header=header,
+                                     header_address=header.ctypes.data, arena=p.ctypes.data)
+
+    def _run_in_pieces(self, name, args=()):
+        """Kernel ``name`` (an optimizer update or all_finite) over the flat arrays, cut into one piece per
+        BLAS thread and run on OpenBLAS' threads (:class:`scratchvae.blas.Pieces`): the same elementwise
+        formulas, so the same bits as one pass. Returns None where it cannot run so (one BLAS thread, another
+        BLAS, the reference backend), else all_finite's answer (True for an update)."""
+        pc = self._pieces
+        if pc is None:
+            return None
+        threads = pc.blas.threads()
+        if threads < 2:
+            return None
+        pc.header[0] = pc.ops[name]
+        pc.header[3:3 + len(args)] = args
+        ok, missed = pc.blas.run(pc.routine, pc.arena, pc.header_address, self.flat_p.size, threads)
+        for lo, hi in missed:  # pieces OpenBLAS did not run: here, and no pieces from now on
+            self._pieces = None
+            if name == "all_finite":
+                ok = ok and bool(self.k.all_finite(self.flat_g[lo:hi]))
+            else:
+                getattr(self.k, name)(self.flat_p[lo:hi], *(s[lo:hi] for s in self.flat_state),
+                                      self.flat_g[lo:hi], *args)
+        return ok
 
     def forward_backward(self, x, eps, beta=1.0):
         """Forward and backward for one minibatch; the gradient left in :attr:`grads` (views of ``flat_g``).
@@ -418,10 +463,13 @@ class FusedStep:
 
     def gradients_finite(self):
         """Whether every gradient of the last step is finite (one pass over the flat gradient)."""
-        return bool(self.k.all_finite(self.flat_g))
+        ok = self._run_in_pieces("all_finite")
+        return bool(self.k.all_finite(self.flat_g)) if ok is None else ok
 
     def update(self):
-        """The optimizer's formula (or its kernel) on the flat arrays, one pass."""
+        """The optimizer's formula (or its kernel) on the flat arrays, one pass (in pieces where it can)."""
         o = self.opt
         o.t += 1
-        getattr(self.k, o.kernel)(self.flat_p, *self.flat_state, self.flat_g, *o.update_args())
+        args = o.update_args()
+        if self._run_in_pieces(o.kernel, args) is None:
+            getattr(self.k, o.kernel)(self.flat_p, *self.flat_state, self.flat_g, *args)

@@ -55,3 +55,35 @@ def test_one_thread_per_call_without_an_openblas_yields_one(monkeypatch):
     monkeypatch.setattr(blas, "_library", lambda: None)
     with blas.one_thread_per_call() as t:
         assert t == 1
+
+
+def test_pieces_run_on_openblas_threads_and_each_piece_once():
+    from scratchvae.kernels import PIECE_HEADER, PIECE_OPS, piece_routine
+
+    pieces = blas.Pieces.find()
+    assert pieces is not None  # NumPy's wheels link an OpenBLAS with the entry
+    before = blas.get_threads()
+    try:
+        blas.set_threads(2)
+        assert pieces.threads() == 2
+        arena = np.ones((2, 1000), np.float32)  # row 1: the gradient all_finite reads
+        header = np.zeros(PIECE_HEADER)
+        header[:3] = PIECE_OPS["all_finite"], 2, 1000
+        run = lambda: pieces.run(piece_routine(np.float32), arena.ctypes.data, header.ctypes.data, 1000, 2)  # noqa: E731
+        assert run() == (True, [])  # both pieces ran: none missed
+        for i in (0, 495, 496, 999):  # the cut falls at (1000 // 2) // 16 * 16 = 496
+            arena[1, i] = np.nan
+            assert run() == (False, [])
+            arena[1, i] = 1
+        header[0] = PIECE_OPS["sgd_momentum_update"]  # rows p, g, velocity: momentum 0 makes it p -= lr g
+        arena3 = np.ones((3, 1000), np.float32)
+        header[1:5] = 3, 1000, 0.5, 0.0
+        assert pieces.run(piece_routine(np.float32), arena3.ctypes.data, header.ctypes.data, 1000, 2) == (True, [])
+        np.testing.assert_array_equal(arena3[0], 0.5)  # every element updated once, by one of the two pieces
+    finally:
+        blas.set_threads(before)
+
+
+def test_pieces_need_an_openblas_with_the_entry(monkeypatch):
+    monkeypatch.setattr(blas, "_library", lambda: None)
+    assert blas.Pieces.find() is None

@@ -127,6 +127,93 @@ def test_gradients_finite_notices_nan():
     assert not engine.gradients_finite()
 
 
+@pytest.fixture
+def two_blas_threads():
+    from scratchvae import blas
+
+    before = blas.get_threads()
+    blas.set_threads(2)
+    yield
+    blas.set_threads(before)
+
+
+def twin_steps(opt_name, dtype, data_dim=300):
+    """Two fused steps on equal models: one updating in pieces on OpenBLAS' threads, one in a single pass."""
+    steps = []
+    for pieces in (True, False):
+        model = VAE(VAEConfig(data_dim=data_dim, latent_dim=3, hidden=(40,), dtype=dtype), np.random.default_rng(0))
+        step = FusedStep(model, make_optimizer(opt_name, 0.01))
+        assert step._pieces is not None  # the numba backend on NumPy's OpenBLAS
+        if not pieces:
+            step._pieces = None
+        steps.append(step)
+    return steps
+
+
+def train_both(steps, dtype, n_steps=3):
+    rng = np.random.default_rng(1)
+    for _ in range(n_steps):
+        x = (rng.random((8, steps[0].model.config.data_dim)) < 0.5).astype(dtype)
+        eps = rng.standard_normal((1, 8, 3)).astype(dtype)
+        for step in steps:
+            step.forward_backward(x, eps)
+            assert step.gradients_finite()
+            step.update()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt_name", ["adam", "sgd", "adagrad"])
+def test_the_update_in_pieces_is_the_one_pass_bit_for_bit(two_blas_threads, opt_name, dtype):
+    pieced, whole = twin_steps(opt_name, dtype)
+    train_both([pieced, whole], dtype)
+    assert pieced._pieces is not None  # every piece ran on OpenBLAS' threads: none was left to this thread
+    for a, b in zip([pieced.flat_p, *pieced.flat_state], [whole.flat_p, *whole.flat_state]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", [0, 6000, -1])
+def test_gradients_finite_in_pieces_finds_a_nan_in_either_piece(two_blas_threads, where):
+    step, _ = twin_steps("adam", "float32")
+    train_both([step], "float32", 1)
+    g = step.flat_g
+    g[where] = np.nan
+    assert not step.gradients_finite()
+    g[where] = np.inf
+    assert not step.gradients_finite()
+    g[where] = 0
+    assert step.gradients_finite() and step._pieces is not None
+
+
+def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch):
+    pieced, whole = twin_steps("adam", "float32")
+    calls = []
+
+    def run_nothing(routine, arena, header, size, threads):  # as if OpenBLAS ran no piece (another build)
+        calls.append(threads)
+        return True, [(0, size // 2), (size // 2, size)]
+
+    monkeypatch.setattr(pieced._pieces.blas, "run", run_nothing)
+    train_both([pieced, whole], "float32")
+    assert calls == [2]  # tried once, then the one pass on this thread
+    assert pieced._pieces is None
+    for a, b in zip([pieced.flat_p, *pieced.flat_state], [whole.flat_p, *whole.flat_state]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_blas_thread_updates_in_one_pass(monkeypatch):
+    from scratchvae import blas
+
+    step, _ = twin_steps("adam", "float32")
+    before = blas.get_threads()
+    monkeypatch.setattr(step._pieces.blas, "run", lambda *a: pytest.fail("pieces with one BLAS thread"))
+    try:
+        blas.set_threads(1)
+        train_both([step], "float32")
+    finally:
+        blas.set_threads(before)
+    assert step.opt.t == 3
+
+
 def test_backend_selection(monkeypatch):
     monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
     assert default_backend() == "numba"

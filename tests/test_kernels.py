@@ -10,6 +10,7 @@ layer outputs as the fused engine passes them. The float32 kernels
 use their own vectorized exp/log1p/tanh; their accuracy against float64 is
 checked on dense grids.
 """
+import ctypes
 import subprocess
 import sys
 
@@ -434,6 +435,53 @@ def test_adagrad_update(dt, data, n, lr):
     outs_k, outs_t = run_both(K.adagrad_update, R.KERNELS["adagrad_update"], [p, s], [g], lr, 1e-10)
     for a, b in zip(outs_k, outs_t):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------- pieces (OpenBLAS' threads)
+# The routine OpenBLAS runs for each piece, called here directly through its C
+# address: on its record's range it is the optimizer kernel (rows: p, g, then
+# the slots in the kernel's order), and outside it nothing changes.
+PIECE = ctypes.CFUNCTYPE(None, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_float, ctypes.c_void_p,
+                         ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
+                         ctypes.c_void_p)
+PIECE_CASES = {"adam_update": (2, (1e-2, 0.9, 0.999, 1e-8, 1 - 0.9**3, 1 - 0.999**3)),
+               "sgd_momentum_update": (1, (0.1, 0.9)), "adagrad_update": (1, (0.1, 1e-8))}
+
+
+def run_piece(dt, name, arena, args, lo, hi):
+    header = np.zeros(K.PIECE_HEADER)
+    header[:3 + len(args)] = (K.PIECE_OPS[name], arena.shape[0], arena.shape[1], *args)
+    record = np.array([lo, hi], np.float64)
+    PIECE(K.piece_routine(dt))(1, 0, 0, 1.0, arena.ctypes.data, 0, header.ctypes.data, 0, record.ctypes.data, 0,
+                               None)
+    return record
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("name", list(PIECE_CASES))
+def test_a_piece_is_its_kernel_on_its_range(dt, name):
+    slots, args = PIECE_CASES[name]
+    rng = np.random.default_rng(0)
+    arena = rng.standard_normal((2 + slots, 80)).astype(dt)
+    arena[2:] = np.abs(arena[2:])  # second moments and sums of squares are not negative
+    before, want = arena.copy(), arena.copy()
+    lo, hi = 16, 53
+    p, g, *state = (row[lo:hi] for row in want)
+    getattr(K, name)(p, *state, g, *args)
+    got = run_piece(dt, name, arena, args, lo, hi)
+    np.testing.assert_array_equal(got, [-1, 1])  # done
+    np.testing.assert_array_equal(arena, want)  # the range updated as one pass would, the rest untouched
+    assert (want[0, lo:hi] != before[0, lo:hi]).all()  # (an update that changes every parameter of the range)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_a_finiteness_piece_looks_at_its_range_of_the_gradient(dt):
+    arena = np.ones((4, 64), dt)
+    arena[0, 20] = arena[2, 20] = np.nan  # not the gradient's row: not looked at
+    np.testing.assert_array_equal(run_piece(dt, "all_finite", arena, (), 16, 48), [-1, 1])
+    arena[1, 47] = np.inf
+    np.testing.assert_array_equal(run_piece(dt, "all_finite", arena, (), 16, 48), [-1, 0])
+    np.testing.assert_array_equal(run_piece(dt, "all_finite", arena, (), 48, 64), [-1, 1])  # after it
 
 
 # ------------------------------------------------ fixed bigger cases (SIMD bodies)
