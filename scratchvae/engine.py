@@ -130,6 +130,7 @@ class Engine:
         self._fixed_logvar = np.full(self.D, c.fixed_logvar, self.dtype)  # read only with gaussian_variance="fixed"
         self.grads = grads if grads is not None else {k: np.zeros_like(p) for k, p in model.params.items()}
         self._buffers, self._views, self._consts = {}, {}, {}
+        self._products = []  # (x, dout) of each dense layer's weight gradient xᵀ dout in the last backward
 
     # ---------------------------------------------------------------- buffers
     def _buf(self, name, shape):
@@ -189,6 +190,7 @@ class Engine:
                 k.act_backward(dout, dout, a, out, self.act)  # in place: dout becomes ∂loss/∂a
             np.matmul(h_in.T, dout, out=G[name + ".W"])
             k.col_sum(G[name + ".b"], dout)
+            self._products.append((h_in, dout))
             if i > 0 or need_dx:
                 W = P[name + ".W"]
                 dh = self._buf(f"{prefix}.d{i}", (dout.shape[0], W.shape[0]))
@@ -279,11 +281,37 @@ class Engine:
             self._loglik(ll, x, dec)
             return ll.mean(axis=0), kl
         ddec = self._buf("ddec", dec.shape)
+        self._products.clear()
         self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
         dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
         self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
         self._mlp_backward("enc", enc_saved, denc, need_dx=False)
         return ll.mean(axis=0), kl
+
+    def gradients_surely_finite(self):
+        """True when the inputs of the last backward's products prove every gradient it wrote finite.
+
+        Notes
+        -----
+        A weight gradient is xᵀ dout, a sum over the R rows of x (R, I) and
+        dout (R, O): |∂W| ≤ R·max|x|·max|dout|, and the bias gradient
+        |∂b| ≤ R·max|dout|. Rounding makes a sum of R terms at most (1 + u)^R
+        times larger (u the unit roundoff), under 2 while R·u ≤ 1/2; so with
+        x and dout finite and both bounds under half the largest float, no
+        gradient can be NaN or ±Inf. The learned log-variance's gradient is
+        looked at directly. False means "not proven": look at the gradient itself.
+        """
+        k, info = self.k, np.finfo(self.dtype)
+        logvar = self.grads.get("dec.logvar")
+        if 2 * len(self._products) + (logvar is not None) != len(self.grads):
+            return False  # no backward yet, or a gradient written elsewhere
+        for x, dout in self._products:
+            rows = x.shape[0]
+            mx, md = float(k.max_abs(x.reshape(-1))), float(k.max_abs(dout.reshape(-1)))
+            bound = rows * md * max(mx, 1.0)  # bounds both |∂W| and |∂b|; NaN if an input has a NaN
+            if not (bound < float(info.max) / 2 and rows * float(info.eps) <= 1):
+                return False
+        return logvar is None or bool(k.all_finite(logvar))
 
     def log_weights(self, x, enc, eps):
         """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) (eq.15) for the encoder output ``enc``.
@@ -325,6 +353,7 @@ class Engine:
             bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)
+            self._products.clear()
             self._loglik_grad(ll, ddec, x, dec, dlogw)
             dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(K, N, J)
             denc = self._buf("denc", (N, 2 * J))
@@ -462,7 +491,10 @@ class FusedStep:
             o.t = t
 
     def gradients_finite(self):
-        """Whether every gradient of the last step is finite (one pass over the flat gradient)."""
+        """Whether every gradient of the last step is finite: proven from the products' inputs where it can be
+        (:meth:`Engine.gradients_surely_finite`), else one pass over the flat gradient."""
+        if self.engine.gradients_surely_finite():
+            return True
         ok = self._run_in_pieces("all_finite")
         return bool(self.k.all_finite(self.flat_g)) if ok is None else ok
 

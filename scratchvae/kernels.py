@@ -526,6 +526,37 @@ def all_finite(g):
     return acc == zero
 
 
+def _bits(a):
+    """The elements of the contiguous 1-D float array ``a`` as unsigned integers of the same width (a view)."""
+    return a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+
+
+@overload(_bits, jit_options=_HELPER)
+def _bits_impl(a):
+    u = np.uint32 if a.dtype.bitwidth == 32 else np.uint64
+    return lambda a: a.view(u)
+
+
+@numba.njit(**_OPTS)
+def max_abs(a):
+    """max |a| over the contiguous 1-D array ``a``, NaN above every number (as np.max): NaN if an element is
+    NaN, else inf if one is ±Inf.
+
+    Without its sign bit, a float's bit pattern read as an unsigned integer
+    orders as its magnitude does, NaN above inf above every finite value: an
+    integer maximum, which vectorizes where a float one does not.
+    """
+    b = _bits(a)
+    U = b.dtype.type
+    mask = ~U(0) >> U(1)
+    top = U(0)
+    for i in range(b.shape[0]):
+        top = max(top, b[i] & mask)
+    out = np.empty(1, b.dtype)
+    out[0] = top
+    return out.view(a.dtype)[0]
+
+
 # The log-likelihood kernels: a forward-only one (evaluation, and the first
 # pass of an IWAE step) and one that also writes the gradient, scaled row by
 # row by the upstream gradient dll[l, n] = ∂loss/∂ll[l, n] (the ELBO: the same
@@ -927,6 +958,7 @@ KERNELS = {
     "act_backward": act_backward,
     "col_sum": col_sum,
     "all_finite": all_finite,
+    "max_abs": max_abs,
     "bernoulli_loglik": bernoulli_loglik,
     "bernoulli_loglik_grad": bernoulli_loglik_grad,
     "gaussian_loglik": gaussian_loglik,

@@ -50,6 +50,11 @@ def all_finite(g):
     return bool(np.isfinite(g).all())
 
 
+def max_abs(a):
+    """max |a| over the 1-D array ``a``: NaN if an element is NaN, else inf if one is ±Inf (np.max's order)."""
+    return np.abs(a).max()
+
+
 # ------------------------------------------------------------- likelihoods
 def bernoulli_loglik(ll, x, logits, b):
     """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits + b (eq.17, first term; b the head's bias)."""
@@ -142,6 +147,7 @@ KERNELS = {
     "act_backward": act_backward,
     "col_sum": col_sum,
     "all_finite": all_finite,
+    "max_abs": max_abs,
     "bernoulli_loglik": bernoulli_loglik,
     "bernoulli_loglik_grad": bernoulli_loglik_grad,
     "gaussian_loglik": gaussian_loglik,

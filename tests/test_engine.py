@@ -172,16 +172,40 @@ def test_the_update_in_pieces_is_the_one_pass_bit_for_bit(two_blas_threads, opt_
 
 
 @pytest.mark.parametrize("where", [0, 6000, -1])
-def test_gradients_finite_in_pieces_finds_a_nan_in_either_piece(two_blas_threads, where):
+def test_the_finiteness_pass_in_pieces_finds_a_nan_in_either_piece(two_blas_threads, where):
     step, _ = twin_steps("adam", "float32")
     train_both([step], "float32", 1)
     g = step.flat_g
-    g[where] = np.nan
-    assert not step.gradients_finite()
-    g[where] = np.inf
-    assert not step.gradients_finite()
+    for bad in (np.nan, np.inf, -np.inf):
+        g[where] = bad
+        assert step._run_in_pieces("all_finite") is False
     g[where] = 0
-    assert step.gradients_finite() and step._pieces is not None
+    assert step._run_in_pieces("all_finite") is True and step._pieces is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradients_finite_is_the_pass_over_the_gradient(case, objective, dtype):
+    """Proven from the products' inputs or read off the gradient, the answer is the full pass's. Weights
+    scaled by 10^e push the gradient (a product of layers) through huge, overflowing and NaN."""
+    model = model_of(case, dtype)
+    step = FusedStep(model, make_optimizer(case["optimizer"], 0.01), objective=objective)
+    weights = {k: p.copy() for k, p in model.params.items() if k.endswith(".W")}
+    rng = np.random.default_rng(2)
+    x = rng.random((5, 9)).astype(dtype)
+    eps = model.noise(rng, 5, 1 if objective == "elbo" else 3)
+    answers = []
+    for e in (0, 3, 10, 20, 35, 80, 160, 300):
+        with np.errstate(all="ignore"):
+            for k, w in weights.items():
+                model.params[k][...] = np.clip(w * 10.0**e, -np.finfo(dtype).max, np.finfo(dtype).max)
+            step.forward_backward(x, eps)
+        full = bool(np.isfinite(step.flat_g).all())
+        assert step.gradients_finite() == full, e
+        answers.append((step.engine.gradients_surely_finite(), full))
+    assert answers[0] == (True, True)  # the proof holds on an ordinary step
+    assert (False, False) in answers  # and a gradient with a NaN or Inf is never "proven"
 
 
 def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch):

@@ -227,6 +227,33 @@ def test_all_finite_finds_one_bad_element_in_a_long_array(dt, value):
         assert not K.all_finite(h) and not R.all_finite(h)
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=st.integers(1, 40), bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(NONFINITE)),
+                                                          max_size=3))
+def test_max_abs(dt, data, n, bad):
+    a = draw(data, dt, (n,), any_finite)
+    for i, v in bad:
+        a[i % n] = v
+    got, want = K.max_abs(a), R.max_abs(a)
+    np.testing.assert_array_equal(got, want)  # NaN above inf above every number, as np.max
+    if not bad:
+        assert got == max(abs(float(v)) for v in a)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_max_abs_on_a_long_array(dt):
+    a = np.random.default_rng(0).standard_normal(100_003).astype(dt)
+    a[77_777] = -np.finfo(dt).max  # the largest magnitude, negative
+    assert K.max_abs(a) == R.max_abs(a) == np.finfo(dt).max
+    for i in (0, 4096, 100_002):  # the SIMD body and the scalar remainder
+        for v, want in ((np.inf, np.inf), (-np.inf, np.inf), (np.nan, np.nan)):
+            b = a.copy()
+            b[i] = v
+            np.testing.assert_array_equal(K.max_abs(b), want)
+            np.testing.assert_array_equal(R.max_abs(b), want)
+
+
 # ---------------------------------------------------------------- likelihoods
 def bernoulli_mag(x, logits):
     x, e = x.astype(np.float64), logits.astype(np.float64)
