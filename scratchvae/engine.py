@@ -131,6 +131,8 @@ class Engine:
         self.grads = grads if grads is not None else {k: np.zeros_like(p) for k, p in model.params.items()}
         self._buffers, self._views, self._consts = {}, {}, {}
         self._products = []  # (x, dout) of each dense layer's weight gradient xᵀ dout in the last backward
+        info = np.finfo(self.dtype)
+        self._float_limits = float(info.max) / 2, float(info.eps)
 
     # ---------------------------------------------------------------- buffers
     def _buf(self, name, shape):
@@ -279,14 +281,19 @@ class Engine:
         self.k.kl_grad(kl, denc, enc, float(beta) / N)  # writes denc = beta/N · ∂kl/∂[μ | v]
         if not grads:
             self._loglik(ll, x, dec)
-            return ll.mean(axis=0), kl
+            return self._sample_mean(ll), kl
         ddec = self._buf("ddec", dec.shape)
         self._products.clear()
         self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
         dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
         self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
         self._mlp_backward("enc", enc_saved, denc, need_dx=False)
-        return ll.mean(axis=0), kl
+        return self._sample_mean(ll), kl
+
+    @staticmethod
+    def _sample_mean(ll):
+        """(1/L) Σ_l ll[l] as a new array: ll.mean(axis=0), which for L = 1 is ll[0] to the bit (a copy is cheaper)."""
+        return ll[0].copy() if ll.shape[0] == 1 else ll.mean(axis=0)
 
     def gradients_surely_finite(self):
         """True when the inputs of the last backward's products prove every gradient it wrote finite.
@@ -301,17 +308,16 @@ class Engine:
         gradient can be NaN or ±Inf. The learned log-variance's gradient is
         looked at directly. False means "not proven": look at the gradient itself.
         """
-        k, info = self.k, np.finfo(self.dtype)
+        max_abs, (half_max, eps) = self.k.max_abs, self._float_limits
         logvar = self.grads.get("dec.logvar")
         if 2 * len(self._products) + (logvar is not None) != len(self.grads):
             return False  # no backward yet, or a gradient written elsewhere
         for x, dout in self._products:
             rows = x.shape[0]
-            mx, md = float(k.max_abs(x.reshape(-1))), float(k.max_abs(dout.reshape(-1)))
-            bound = rows * md * max(mx, 1.0)  # bounds both |∂W| and |∂b|; NaN if an input has a NaN
-            if not (bound < float(info.max) / 2 and rows * float(info.eps) <= 1):
+            bound = rows * float(max_abs(dout)) * max(float(max_abs(x)), 1.0)  # bounds |∂W| and |∂b|; NaN: NaN
+            if not (bound < half_max and rows * eps <= 1):
                 return False
-        return logvar is None or bool(k.all_finite(logvar))
+        return logvar is None or bool(self.k.all_finite(logvar))
 
     def log_weights(self, x, enc, eps):
         """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) (eq.15) for the encoder output ``enc``.
@@ -360,7 +366,7 @@ class Engine:
             self.k.iwae_latent_grad(denc, dz, z, dlogw)  # writes denc, adds the prior's part to dz
             self.k.reparam_backward(denc, dz, eps, std)
             self._mlp_backward("enc", enc_saved, denc, need_dx=False)
-        return log_w, ll.mean(axis=0), kl
+        return log_w, self._sample_mean(ll), kl
 
 
 class FusedStep:

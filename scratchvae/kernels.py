@@ -539,14 +539,14 @@ def _bits_impl(a):
 
 @numba.njit(**_OPTS)
 def max_abs(a):
-    """max |a| over the contiguous 1-D array ``a``, NaN above every number (as np.max): NaN if an element is
-    NaN, else inf if one is ±Inf.
+    """max |a| over the array ``a`` (any shape; read in one pass if C-contiguous), NaN above every number (as
+    np.max): NaN if an element is NaN, else inf if one is ±Inf.
 
     Without its sign bit, a float's bit pattern read as an unsigned integer
     orders as its magnitude does, NaN above inf above every finite value: an
     integer maximum, which vectorizes where a float one does not.
     """
-    b = _bits(a)
+    b = _bits(np.ascontiguousarray(a).reshape(-1))
     U = b.dtype.type
     mask = ~U(0) >> U(1)
     top = U(0)

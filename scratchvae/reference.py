@@ -51,7 +51,7 @@ def all_finite(g):
 
 
 def max_abs(a):
-    """max |a| over the 1-D array ``a``: NaN if an element is NaN, else inf if one is ±Inf (np.max's order)."""
+    """max |a| over the array ``a``: NaN if an element is NaN, else inf if one is ±Inf (np.max's order)."""
     return np.abs(a).max()
 
 
