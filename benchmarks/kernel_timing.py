@@ -98,14 +98,16 @@ def cases(N, dt, rng):
         (f"act_backward tanh, in place ({N},{H})", "act_backward", lambda: act_back(H, K.TANH)),
         (f"col_sum ({N},{D})", "col_sum", lambda: ((np.empty(D, dt), arr(N, D)), None)),
         (f"col_sum ({N},{H})", "col_sum", lambda: ((np.empty(H, dt), arr(N, H)), None)),
-        (f"bernoulli_loglik_grad (1,{N},{D})", "bernoulli_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), dll), None)),
+        (f"max_abs ({N},{D})", "max_abs", lambda: ((arr(N, D),), None)),
+        (f"bernoulli_loglik_grad, the bias added (1,{N},{D})", "bernoulli_loglik_grad",
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), arr(D), dll), None)),
         (f"bernoulli_loglik, the bias added (1,{N},{D})", "bernoulli_loglik",
          lambda: ((np.empty((1, N), dt), x, arr(1, N, D, scale=3), arr(D)), None)),
-        (f"gaussian_loglik_grad (1,{N},{D})", "gaussian_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, dll), None)),
-        (f"gaussian_loglik_shared_grad (1,{N},{D})", "gaussian_loglik_shared_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, lv_D, dll), None)),
+        (f"gaussian_loglik_grad, the bias added (1,{N},{D})", "gaussian_loglik_grad",
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, arr(2 * D), dll), None)),
+        (f"gaussian_loglik_shared_grad, the bias added (1,{N},{D})", "gaussian_loglik_shared_grad",
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, arr(D), lv_D, dll),
+                  None)),
         (f"kl_grad ({N},{J})", "kl_grad",
          lambda: ((np.empty(N, dt), np.empty((N, 2 * J), dt), enc, 1.0 / N), None)),
         (f"reparam_forward (1,{N},{J})", "reparam_forward",
@@ -171,14 +173,14 @@ def parallel_table(dt, reps):
     opts = dict(parallel=True, nogil=True, error_model="numpy")
 
     @numba.njit(fastmath={"reassoc"}, **opts)
-    def bernoulli_par(ll, dlogits, x, logits, scale):
+    def bernoulli_par(ll, dlogits, x, logits, b, dll):
         L, N, D = logits.shape
-        s = logits.dtype.type(scale)
         for r in prange(L * N):
             l, n = r // N, r % N
+            s = dll[l, n]
             acc = logits.dtype.type(0)
             for d in range(D):
-                term, g = K._bernoulli_term(x[n, d], logits[l, n, d], s)
+                term, g = K._bernoulli_term(x[n, d], K._add(logits[l, n, d], b[d]), s)
                 acc += term
                 dlogits[l, n, d] = g
             ll[l, n] = acc
@@ -220,11 +222,12 @@ def parallel_table(dt, reps):
         x = (rng.random((N, D)) < 0.3).astype(dt)
         logits = (rng.standard_normal((1, N, D)) * 3).astype(dt)
         ll, dl = np.empty((1, N), dt), np.empty((1, N, D), dt)
+        zero_bias, dll = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt)
         a0, b = (rng.standard_normal((N, H)) * 2).astype(dt), rng.standard_normal(H).astype(dt)
         a, h = a0.copy(), np.empty_like(a0)
         rows = [
-            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, x, logits, np.full((1, N), -1.0 / N, dt)),
-             lambda: bernoulli_par(ll, dl, x, logits, -1.0 / N), None),
+            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, x, logits, zero_bias, dll),
+             lambda: bernoulli_par(ll, dl, x, logits, zero_bias, dll), None),
             ("bias_act_forward relu", lambda: K.bias_act_forward(h, a, b, K.RELU), lambda: bias_relu_par(h, a, b),
              lambda: np.copyto(a, a0)),
             ("bias_act_forward tanh", lambda: K.bias_act_forward(h, a, b, K.TANH), lambda: bias_tanh_par(h, a, b),
@@ -248,10 +251,11 @@ def parallel_table(dt, reps):
         hid = rng.standard_normal((N, H)).astype(dt)
         logits, dl = np.empty((1, N, D), dt), np.empty((1, N, D), dt)
         ll, dh = np.empty((1, N), dt), np.empty((N, H), dt)
+        zero_bias, dll = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt)
 
         def step(bern, adam):
             np.matmul(hid, W, out=logits[0])
-            bern(ll, dl, x, logits, -1.0 / N)
+            bern(ll, dl, x, logits, zero_bias, dll)
             np.matmul(dl[0], W.T, out=dh)
             np.matmul(hid.T, dl[0], out=dW)
             adam(p, m, v, g, *hp)

@@ -162,7 +162,7 @@ class Engine:
     def _mlp_forward(self, prefix, layers, h, rows, head_bias=True):
         """Dense layers (ops.dense_forward then ops.activation_forward, the head linear): BLAS into a buffer,
         then bias + activation in one kernel. Returns the output and what the backward needs. Without
-        ``head_bias`` the head's bias is left for the caller (the forward likelihood kernels add it)."""
+        ``head_bias`` the head's bias is left for the caller (the likelihood kernels add it as they read)."""
         P, k = self.model.params, self.k
         saved = []
         last = len(layers) - 1
@@ -222,12 +222,12 @@ class Engine:
         self.k.kl_grad(kl, self._buf("denc", (N, 2 * self.J)), enc, 0.0)
         return kl
 
-    def _sample_and_decode(self, enc, eps, head_bias=True):
+    def _sample_and_decode(self, enc, eps):
         """z = μ + σ ε (eq.18) and the decoder's output for every sample: z (L, N, J), σ (N, J), dec (R, ·)."""
         L, N, J = eps.shape
         z, std = self._buf("z", (L, N, J)), self._buf("std", (N, J))
         self.k.reparam_forward(z, std, enc, eps)
-        return z, std, self.decode(z.reshape(L * N, J), head_bias)
+        return z, std, self.decode(z.reshape(L * N, J), head_bias=False)
 
     def _logvar_D(self):
         c = self.model.config
@@ -246,16 +246,17 @@ class Engine:
             k.gaussian_loglik_shared(ll, x, dec.reshape(L, N, self.D), b, self._logvar_D())
 
     def _loglik_grad(self, ll, ddec, x, dec, dll):
-        """:meth:`_loglik` and ddec = dll · ∂ll/∂dec; the learned log-variance's gradient into :attr:`grads`."""
-        c, k = self.model.config, self.k
+        """:meth:`_loglik` and ddec = dll · ∂ll/∂dec (dec again less its head's bias); the learned
+        log-variance's gradient into :attr:`grads`."""
+        c, k, b = self.model.config, self.k, self._head_bias()
         L, N = ll.shape
         if c.likelihood == "bernoulli":
-            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, self.D), x, dec.reshape(L, N, self.D), dll)
+            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, self.D), x, dec.reshape(L, N, self.D), b, dll)
         elif c.gaussian_variance == "predicted":
-            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * self.D), x, dec.reshape(L, N, 2 * self.D), dll)
+            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * self.D), x, dec.reshape(L, N, 2 * self.D), b, dll)
         else:  # a fixed log-variance's gradient goes to a scratch buffer
             dlogvar = self.grads["dec.logvar"] if c.gaussian_variance == "learned" else self._buf("dlogvar", (self.D,))
-            k.gaussian_loglik_shared_grad(ll, ddec.reshape(L, N, self.D), dlogvar, x, dec.reshape(L, N, self.D),
+            k.gaussian_loglik_shared_grad(ll, ddec.reshape(L, N, self.D), dlogvar, x, dec.reshape(L, N, self.D), b,
                                           self._logvar_D(), dll)
 
     # --------------------------------------------------------------- workloads
@@ -276,7 +277,7 @@ class Engine:
         L, N, J = eps.shape
         enc = self.encode(x)
         enc_saved = self._enc_saved
-        z, std, dec = self._sample_and_decode(enc, eps, head_bias=grads)
+        z, std, dec = self._sample_and_decode(enc, eps)
         ll, kl, denc = self._buf("ll", (L, N)), self._buf("kl", (N,)), self._buf("denc", (N, 2 * J))
         self.k.kl_grad(kl, denc, enc, float(beta) / N)  # writes denc = beta/N · ∂kl/∂[μ | v]
         if not grads:
@@ -327,7 +328,7 @@ class Engine:
         log_w, ll : (K, N) arrays
         """
         K, N, _ = eps.shape
-        z, _, dec = self._sample_and_decode(enc, eps, head_bias=False)
+        z, _, dec = self._sample_and_decode(enc, eps)
         ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
         self._loglik(ll, x, dec)
         self.k.log_weights(log_w, ll, z, eps, enc)
@@ -349,13 +350,12 @@ class Engine:
         K, N, J = eps.shape
         enc = self.encode(x)
         enc_saved = self._enc_saved
-        z, std, dec = self._sample_and_decode(enc, eps, head_bias=False)
+        z, std, dec = self._sample_and_decode(enc, eps)
         ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
         self._loglik(ll, x, dec)
         self.k.log_weights(log_w, ll, z, eps, enc)
         kl = self.kl(enc)
         if grads:
-            self.k.bias_act_forward(dec, dec, self._head_bias(), self.ident)  # the gradient kernel reads dec whole
             bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)

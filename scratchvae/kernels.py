@@ -583,15 +583,16 @@ def bernoulli_loglik(ll, x, logits, b):
 
 
 @numba.njit(**_REDUCE)
-def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
+def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
     """Bernoulli log-likelihood and its gradient in one pass; twin: reference.bernoulli_loglik_grad.
 
     Parameters
     ----------
     ll : (L, N) array, output, as :func:`bernoulli_loglik`
-    dlogits : (L, N, D) array, output: dll[l, n] · (x − sigmoid(η))
+    dlogits : (L, N, D) array, output: dll[l, n] · (x − sigmoid(η)) with η = logits + b
     x : (N, D) array with values in [0, 1]
-    logits : (L, N, D) array η
+    logits : (L, N, D) array, the decoder's output less its head's bias
+    b : (D,) array, the head's bias, added as the logits are read
     dll : (L, N) array, the upstream gradient ∂loss/∂ll
 
     Notes
@@ -604,7 +605,7 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
             s = dll[l, n]
             acc = logits.dtype.type(0)
             for d in range(D):
-                term, g = _bernoulli_term(x[n, d], logits[l, n, d], s)
+                term, g = _bernoulli_term(x[n, d], _add(logits[l, n, d], b[d]), s)
                 acc += term
                 dlogits[l, n, d] = g
             ll[l, n] = acc
@@ -637,7 +638,7 @@ def gaussian_loglik(ll, x, dec, b):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik_grad(ll, ddec, x, dec, dll):
+def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
     """Gaussian log-likelihood with a predicted log-variance, and its gradient; twin: reference.gaussian_loglik_grad.
 
     Parameters
@@ -645,7 +646,8 @@ def gaussian_loglik_grad(ll, ddec, x, dec, dll):
     ll : (L, N) array, output, as :func:`gaussian_loglik`
     ddec : (L, N, 2D) array, output: dll · [ (x − m) e^{−s}  |  ½ [ (x − m)² e^{−s} − 1 ] ]
     x : (N, D) array
-    dec : (L, N, 2D) array, the decoder's output [ m | s ]
+    dec : (L, N, 2D) array, the decoder's output [ m | s ] less its head's bias
+    b : (2D,) array, the head's bias, added as dec is read
     dll : (L, N) array, the upstream gradient ∂loss/∂ll
 
     Notes
@@ -659,7 +661,7 @@ def gaussian_loglik_grad(ll, ddec, x, dec, dll):
             s = dll[l, n]
             acc = dec.dtype.type(0)
             for d in range(D):
-                term, gm, gv = _gaussian_term(x[n, d], dec[l, n, d], dec[l, n, D + d], s)
+                term, gm, gv = _gaussian_term(x[n, d], _add(dec[l, n, d], b[d]), _add(dec[l, n, D + d], b[D + d]), s)
                 acc += term
                 ddec[l, n, d] = gm
                 ddec[l, n, D + d] = gv
@@ -689,7 +691,7 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
+def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll):
     """:func:`gaussian_loglik_shared` and its gradient; twin: reference.gaussian_loglik_shared_grad.
 
     Parameters
@@ -698,7 +700,8 @@ def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
     dmean : (L, N, D) array, output: dll · (x − m) e^{−s}
     dlogvar_D : (D,) array, output (overwritten): Σ_{l,n} dll · ½ [ (x − m)² e^{−s} − 1 ]
     x : (N, D) array
-    mean : (L, N, D) array
+    mean : (L, N, D) array, the decoder's output less its head's bias
+    b : (D,) array, the head's bias, added as the mean is read
     logvar_D : (D,) array
     dll : (L, N) array, the upstream gradient ∂loss/∂ll
     """
@@ -710,7 +713,7 @@ def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
             s = dll[l, n]
             acc = mean.dtype.type(0)
             for d in range(D):
-                term, gm, gv = _gaussian_term(x[n, d], mean[l, n, d], logvar_D[d], s)
+                term, gm, gv = _gaussian_term(x[n, d], _add(mean[l, n, d], b[d]), logvar_D[d], s)
                 acc += term
                 dmean[l, n, d] = gm
                 dlogvar_D[d] += gv

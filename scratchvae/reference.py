@@ -61,9 +61,9 @@ def bernoulli_loglik(ll, x, logits, b):
     ll[...] = dist.bernoulli_loglik_forward(x, logits + b)[0]
 
 
-def bernoulli_loglik_grad(ll, dlogits, x, logits, dll):
+def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
     """ll as :func:`bernoulli_loglik`, and dlogits = dll · ∂ll/∂logits."""
-    ll[...], cache = dist.bernoulli_loglik_forward(x, logits)
+    ll[...], cache = dist.bernoulli_loglik_forward(x, logits + b)
     dlogits[...] = dist.bernoulli_loglik_backward(dll, cache)
 
 
@@ -74,9 +74,10 @@ def gaussian_loglik(ll, x, dec, b):
     ll[...] = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])[0]
 
 
-def gaussian_loglik_grad(ll, ddec, x, dec, dll):
+def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
     """ll as :func:`gaussian_loglik`, and ddec = dll · ∂ll/∂[mean | logvar]."""
     D = x.shape[1]
+    dec = dec + b
     ll[...], cache = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])
     ddec[..., :D], ddec[..., D:] = dist.gaussian_loglik_backward(dll, cache)
 
@@ -86,9 +87,9 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
     ll[...] = dist.gaussian_loglik_forward(x, mean + b, logvar_D)[0]
 
 
-def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, logvar_D, dll):
+def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll):
     """ll as :func:`gaussian_loglik_shared`; dmean, and dlogvar_D summed over (l, n)."""
-    ll[...], cache = dist.gaussian_loglik_forward(x, mean, logvar_D)
+    ll[...], cache = dist.gaussian_loglik_forward(x, mean + b, logvar_D)
     dmean[...], dlogvar_D[...] = dist.gaussian_loglik_backward(dll, cache)
 
 
