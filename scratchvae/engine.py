@@ -129,10 +129,10 @@ class Engine:
         self.ident = ACTIVATION_CODES["identity"]
         self._fixed_logvar = np.full(self.D, c.fixed_logvar, self.dtype)  # read only with gaussian_variance="fixed"
         self.grads = grads if grads is not None else {k: np.zeros_like(p) for k, p in model.params.items()}
-        self._buffers, self._views, self._consts = {}, {}, {}
+        self._buffers, self._views, self._consts, self._layer_names = {}, {}, {}, {}
         self._products = []  # (x, dout) of each dense layer's weight gradient xᵀ dout in the last backward
         info = np.finfo(self.dtype)
-        self._float_limits = float(info.max) / 2, float(info.eps)
+        self._float_limits = float(info.max) / 2, 1 / float(info.eps)  # half the largest float; rows with R·u ≤ 1/2
 
     # ---------------------------------------------------------------- buffers
     def _buf(self, name, shape):
@@ -165,21 +165,30 @@ class Engine:
         ``head_bias`` the head's bias is left for the caller (the likelihood kernels add it as they read)."""
         P, k = self.model.params, self.k
         saved = []
+        names = self._names(prefix, layers)
         last = len(layers) - 1
-        for i, name in enumerate(layers):
-            W, b = P[name + ".W"], P[name + ".b"]
-            a = self._buf(f"{prefix}.a{i}", (rows, W.shape[1]))
+        for i, (w, bias, a_key, h_key, _) in enumerate(names):
+            W, b = P[w], P[bias]
+            a = self._buf(a_key, (rows, W.shape[1]))
             np.matmul(h, W, out=a)
             if i < last:
-                out = self._buf(f"{prefix}.h{i}", a.shape)
+                out = self._buf(h_key, a.shape)
                 k.bias_act_forward(out, a, b, self.act)
             else:  # the heads are linear: [μ | v], logits or [mean | logvar]
                 out = a
                 if head_bias:
                     k.bias_act_forward(a, a, b, self.ident)
-            saved.append((name, h, a, out))
+            saved.append((names[i], h, a, out))
             h = out
         return h, saved
+
+    def _names(self, prefix, layers):
+        """Per layer: the keys of its weight and bias in ``params`` and of its buffers (a, h, d), made once."""
+        names = self._layer_names.get(prefix)
+        if names is None:
+            names = self._layer_names[prefix] = [(f"{name}.W", f"{name}.b", f"{prefix}.a{i}", f"{prefix}.h{i}",
+                                                  f"{prefix}.d{i}") for i, name in enumerate(layers)]
+        return names
 
     def _mlp_backward(self, prefix, saved, dout, need_dx):
         """Backward of :meth:`_mlp_forward` (ops.dense_backward: dW = xᵀ dout, db = Σ_n dout, dx = dout Wᵀ)
@@ -187,15 +196,15 @@ class Engine:
         P, G, k = self.model.params, self.grads, self.k
         last = len(saved) - 1
         for i in range(last, -1, -1):
-            name, h_in, a, out = saved[i]
+            (w, bias, _, _, d_key), h_in, a, out = saved[i]
             if i < last:
                 k.act_backward(dout, dout, a, out, self.act)  # in place: dout becomes ∂loss/∂a
-            np.matmul(h_in.T, dout, out=G[name + ".W"])
-            k.col_sum(G[name + ".b"], dout)
+            np.matmul(h_in.T, dout, out=G[w])
+            k.col_sum(G[bias], dout)
             self._products.append((h_in, dout))
             if i > 0 or need_dx:
-                W = P[name + ".W"]
-                dh = self._buf(f"{prefix}.d{i}", (dout.shape[0], W.shape[0]))
+                W = P[w]
+                dh = self._buf(d_key, (dout.shape[0], W.shape[0]))
                 np.matmul(dout, W.T, out=dh)
                 dout = dh
         return dout if need_dx else None
@@ -309,14 +318,14 @@ class Engine:
         gradient can be NaN or ±Inf. The learned log-variance's gradient is
         looked at directly. False means "not proven": look at the gradient itself.
         """
-        max_abs, (half_max, eps) = self.k.max_abs, self._float_limits
+        max_abs, (half_max, max_rows) = self.k.max_abs, self._float_limits
         logvar = self.grads.get("dec.logvar")
         if 2 * len(self._products) + (logvar is not None) != len(self.grads):
             return False  # no backward yet, or a gradient written elsewhere
         for x, dout in self._products:
             rows = x.shape[0]
-            bound = rows * float(max_abs(dout)) * max(float(max_abs(x)), 1.0)  # bounds |∂W| and |∂b|; NaN: NaN
-            if not (bound < half_max and rows * eps <= 1):
+            # R·max|dout|·max(max|x|, 1) bounds |∂W| and |∂b|; a NaN makes it NaN, and the test False
+            if not (rows <= max_rows and rows * max_abs(dout) * max(max_abs(x), 1.0) < half_max):
                 return False
         return logvar is None or bool(self.k.all_finite(logvar))
 

@@ -52,7 +52,7 @@ def all_finite(g):
 
 def max_abs(a):
     """max |a| over the array ``a``: NaN if an element is NaN, else inf if one is ±Inf (np.max's order)."""
-    return np.abs(a).max()
+    return float(np.abs(a).max())
 
 
 # ------------------------------------------------------------- likelihoods
