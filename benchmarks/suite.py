@@ -839,22 +839,33 @@ def phase_profile(batch_size=128, reps=100, hidden=H, latent=J):
     return out
 
 
-def _roofline_rows(batch_sizes, reps, rounds, hidden, latent):
-    """For each batch size, ``rounds`` alternating pairs (``reps`` steps, ``reps`` runs of the products alone)."""
+def _roofline_rows(batch_sizes, reps, rounds, hidden, latent, one_pass=False):
+    """For each batch size, ``rounds`` alternating pairs (``reps`` steps, ``reps`` runs of the products alone);
+    with ``one_pass``, each round also times a step whose update and finiteness pass run in one pass on the
+    caller's thread (``FusedStep`` without its pieces on OpenBLAS' threads), for comparison."""
     rows = []
     for b in batch_sizes:
         st = Stepper("numba", b, hidden=hidden, latent=latent)
+        plain = Stepper("numba", b, hidden=hidden, latent=latent) if one_pass else None
+        if plain is not None:
+            plain.fs._pieces = None
         x = peers.binary_data(b)
         fl = flop_count(b, hidden=(hidden,), latent=latent)
-        ts, bls = [], []
+        ts, bls, ops = [], [], []
         for _ in range(rounds):
             ts.append(step_seconds(st, x, reps))
             bls.append(blas_seconds(b, reps=reps, hidden=(hidden,), latent=latent))
+            if plain is not None:
+                ops.append(step_seconds(plain, x, reps))
         t, bl = median(ts), median(bls)
         fractions = [b_ / t_ for b_, t_ in zip(bls, ts)]
-        rows.append({"batch_size": b, "flops": fl, "step_ms": 1e3 * t, "gflops": fl / t / 1e9,
-                     "blas_ms": 1e3 * bl, "blas_gflops": fl / bl / 1e9, "fraction": median(fractions),
-                     "round_fractions": fractions, "rounds": rounds, "reps": reps})
+        row = {"batch_size": b, "flops": fl, "step_ms": 1e3 * t, "gflops": fl / t / 1e9,
+               "blas_ms": 1e3 * bl, "blas_gflops": fl / bl / 1e9, "fraction": median(fractions),
+               "round_fractions": fractions, "rounds": rounds, "reps": reps}
+        if ops:
+            row.update(one_pass_step_ms=1e3 * median(ops), round_one_pass_step_ms=[1e3 * t_ for t_ in ops],
+                       one_pass_fraction=median([b_ / t_ for b_, t_ in zip(bls, ops)]))
+        rows.append(row)
     return rows
 
 
@@ -884,10 +895,14 @@ def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, laten
     BLAS-alone time / step time, so a slow spell of a shared machine falls on
     both halves of a pair; step_ms and blas_ms are the medians over rounds.
     """
-    rows = _roofline_rows(batch_sizes, reps, rounds, hidden, latent)
+    rows = _roofline_rows(batch_sizes, reps, rounds, hidden, latent, one_pass=True)
     print("\nFLOPs of a step = sum of 2*m*k*n over its matmuls = 6N(DH+2JH) + 6R(JH+HD) - 2NDH, R = L*N")
     print_table(rows, ["batch_size", "flops", "step_ms", "gflops", "blas_ms", "blas_gflops", "fraction"],
                 "roofline (numba, float32; fraction = BLAS-alone time / step time)")
+    if "one_pass_step_ms" in rows[0]:
+        print_table(rows, ["batch_size", "step_ms", "one_pass_step_ms", "blas_ms", "fraction", "one_pass_fraction"],
+                    "the same rounds, a step with its update and finiteness pass in one pass on this thread "
+                    "instead of in pieces on OpenBLAS' threads")
     one = _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent)
     if one:
         print_table(one, ["batch_size", "step_ms", "blas_ms", "fraction"],

@@ -35,6 +35,7 @@ def test_smoke_suite(tmp_path):
     roof = json.loads((tmp_path / "roofline.json").read_text())
     for r in roof["rows"]:
         assert {"batch_size", "flops", "step_ms", "gflops", "blas_ms", "fraction"} <= set(r)
+        assert r["one_pass_step_ms"] > 0 and len(r["round_one_pass_step_ms"]) == len(r["round_fractions"])
     assert [p["batch_size"] for p in roof["profiles"]] == [r["batch_size"] for r in roof["rows"]]
     for p in roof["profiles"]:
         assert {"matmuls_alone_s", "update_adam_s", "kernels_s"} <= set(p)

@@ -208,6 +208,20 @@ def test_gradients_finite_is_the_pass_over_the_gradient(case, objective, dtype):
     assert (False, False) in answers  # and a gradient with a NaN or Inf is never "proven"
 
 
+def test_gradients_finite_proves_at_small_batches_and_reads_the_gradient_at_large_ones(two_blas_threads):
+    step, _ = twin_steps("adam", "float32")  # 24,746 gradients
+    passes = []
+    real = step._run_in_pieces
+    step._run_in_pieces = lambda name, args=(): passes.append(name) or real(name, args)
+    rng = np.random.default_rng(3)
+    for batch, want in ((8, []), (64, ["all_finite"])):  # the inputs: 6,152 numbers at 8, 49,216 at 64
+        x = (rng.random((batch, 300)) < 0.5).astype(np.float32)
+        step.forward_backward(x, rng.standard_normal((1, batch, 3)).astype(np.float32))
+        passes.clear()
+        assert step.gradients_finite()
+        assert passes == want, batch
+
+
 def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch):
     pieced, whole = twin_steps("adam", "float32")
     calls = []
