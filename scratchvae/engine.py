@@ -129,8 +129,9 @@ class Engine:
         self.ident = ACTIVATION_CODES["identity"]
         self._fixed_logvar = np.full(self.D, c.fixed_logvar, self.dtype)  # read only with gaussian_variance="fixed"
         self.grads = grads if grads is not None else {k: np.zeros_like(p) for k, p in model.params.items()}
-        self._buffers, self._views, self._consts, self._layer_names = {}, {}, {}, {}
+        self._buffers, self._views, self._consts, self._plans = {}, {}, {}, {}
         self._products = []  # (x, dout) of each dense layer's weight gradient xᵀ dout in the last backward
+        self._product_inputs = 0  # the numbers those arrays hold
         info = np.finfo(self.dtype)
         self._float_limits = float(info.max) / 2, 1 / float(info.eps)  # half the largest float; rows with R·u ≤ 1/2
 
@@ -147,6 +148,7 @@ class Engine:
             if b is None or b.size < size:
                 b = self._buffers[name] = np.empty(max(size, 1), self.dtype)
                 self._views = {key: v for key, v in self._views.items() if key[0] != name}  # views of the old one
+                self._plans.clear()  # they may hold some
             view = self._views[(name, shape)] = b[:size].reshape(shape)
         return view
 
@@ -165,30 +167,32 @@ class Engine:
         ``head_bias`` the head's bias is left for the caller (the likelihood kernels add it as they read)."""
         P, k = self.model.params, self.k
         saved = []
-        names = self._names(prefix, layers)
-        last = len(layers) - 1
-        for i, (w, bias, a_key, h_key, _) in enumerate(names):
-            W, b = P[w], P[bias]
-            a = self._buf(a_key, (rows, W.shape[1]))
-            np.matmul(h, W, out=a)
+        plan = self._layer_plan(prefix, layers, rows)
+        last = len(plan) - 1
+        for i, layer in enumerate(plan):
+            w, bias, a, out, _ = layer
+            np.matmul(h, P[w], out=a)
             if i < last:
-                out = self._buf(h_key, a.shape)
-                k.bias_act_forward(out, a, b, self.act)
-            else:  # the heads are linear: [μ | v], logits or [mean | logvar]
-                out = a
-                if head_bias:
-                    k.bias_act_forward(a, a, b, self.ident)
-            saved.append((names[i], h, a, out))
+                k.bias_act_forward(out, a, P[bias], self.act)
+            elif head_bias:  # the heads are linear: [μ | v], logits or [mean | logvar]
+                k.bias_act_forward(a, a, P[bias], self.ident)
+            saved.append((layer, h, a, out))
             h = out
         return h, saved
 
-    def _names(self, prefix, layers):
-        """Per layer: the keys of its weight and bias in ``params`` and of its buffers (a, h, d), made once."""
-        names = self._layer_names.get(prefix)
-        if names is None:
-            names = self._layer_names[prefix] = [(f"{name}.W", f"{name}.b", f"{prefix}.a{i}", f"{prefix}.h{i}",
-                                                  f"{prefix}.d{i}") for i, name in enumerate(layers)]
-        return names
+    def _layer_plan(self, prefix, layers, rows):
+        """Per layer, for ``rows`` input rows: (weight key, bias key, product buffer a, activation buffer (a
+        itself for the head), key of the input-gradient buffer); made once per (prefix, rows) and dropped
+        when a buffer grows (:meth:`_buf`)."""
+        plan = self._plans.get((prefix, rows))
+        if plan is None:
+            P, plan, last = self.model.params, [], len(layers) - 1
+            for i, name in enumerate(layers):
+                a = self._buf(f"{prefix}.a{i}", (rows, P[name + ".W"].shape[1]))
+                out = self._buf(f"{prefix}.h{i}", a.shape) if i < last else a
+                plan.append((name + ".W", name + ".b", a, out, f"{prefix}.d{i}"))
+            self._plans[(prefix, rows)] = plan
+        return plan
 
     def _mlp_backward(self, prefix, saved, dout, need_dx):
         """Backward of :meth:`_mlp_forward` (ops.dense_backward: dW = xᵀ dout, db = Σ_n dout, dx = dout Wᵀ)
@@ -202,6 +206,7 @@ class Engine:
             np.matmul(h_in.T, dout, out=G[w])
             k.col_sum(G[bias], dout)
             self._products.append((h_in, dout))
+            self._product_inputs += h_in.size + dout.size
             if i > 0 or need_dx:
                 W = P[w]
                 dh = self._buf(d_key, (dout.shape[0], W.shape[0]))
@@ -294,6 +299,7 @@ class Engine:
             return self._sample_mean(ll), kl
         ddec = self._buf("ddec", dec.shape)
         self._products.clear()
+        self._product_inputs = 0
         self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
         dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
         self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
@@ -305,27 +311,32 @@ class Engine:
         """(1/L) Σ_l ll[l] as a new array: ll.mean(axis=0), which for L = 1 is ll[0] to the bit (a copy is cheaper)."""
         return ll[0].copy() if ll.shape[0] == 1 else ll.mean(axis=0)
 
-    def gradients_surely_finite(self):
+    def gradients_surely_finite(self, max_reads=None):
         """True when the inputs of the last backward's products prove every gradient it wrote finite.
+
+        Parameters
+        ----------
+        max_reads : int or None, give up (False) when those inputs hold more numbers than this
 
         Notes
         -----
         A weight gradient is xᵀ dout, a sum over the R rows of x (R, I) and
         dout (R, O): |∂W| ≤ R·max|x|·max|dout|, and the bias gradient
-        |∂b| ≤ R·max|dout|. Rounding makes a sum of R terms at most (1 + u)^R
-        times larger (u the unit roundoff), under 2 while R·u ≤ 1/2; so with
-        x and dout finite and both bounds under half the largest float, no
-        gradient can be NaN or ±Inf. The learned log-variance's gradient is
-        looked at directly. False means "not proven": look at the gradient itself.
+        |∂b| ≤ R·max|dout|, both under :func:`~scratchvae.kernels.product_bound`.
+        Rounding makes a sum of R terms at most (1 + u)^R times larger (u the
+        unit roundoff), under 2 while R·u ≤ 1/2; so with the bound finite and
+        under half the largest float, no gradient can be NaN or ±Inf. The
+        learned log-variance's gradient is looked at directly. False means
+        "not proven": look at the gradient itself.
         """
-        max_abs, (half_max, max_rows) = self.k.max_abs, self._float_limits
+        if max_reads is not None and self._product_inputs > max_reads:
+            return False
+        bound, (half_max, max_rows) = self.k.product_bound, self._float_limits
         logvar = self.grads.get("dec.logvar")
         if 2 * len(self._products) + (logvar is not None) != len(self.grads):
             return False  # no backward yet, or a gradient written elsewhere
         for x, dout in self._products:
-            rows = x.shape[0]
-            # R·max|dout|·max(max|x|, 1) bounds |∂W| and |∂b|; a NaN makes it NaN, and the test False
-            if not (rows <= max_rows and rows * max_abs(dout) * max(max_abs(x), 1.0) < half_max):
+            if not (x.shape[0] <= max_rows and bound(x, dout) < half_max):  # NaN: False
                 return False
         return logvar is None or bool(self.k.all_finite(logvar))
 
@@ -369,6 +380,7 @@ class Engine:
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)
             self._products.clear()
+            self._product_inputs = 0
             self._loglik_grad(ll, ddec, x, dec, dlogw)
             dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(K, N, J)
             denc = self._buf("denc", (N, 2 * J))
@@ -509,8 +521,7 @@ class FusedStep:
         """Whether every gradient of the last step is finite: proven from the products' inputs where that reads
         under a quarter as many numbers as the gradient (small batches; :meth:`Engine.gradients_surely_finite`),
         else, or if not proven, one pass over the flat gradient (in pieces where it can)."""
-        inputs = sum(x.size + dout.size for x, dout in self.engine._products)
-        if 4 * inputs <= self.flat_g.size and self.engine.gradients_surely_finite():
+        if self.engine.gradients_surely_finite(max_reads=self.flat_g.size // 4):
             return True
         ok = self._run_in_pieces("all_finite")
         return bool(self.k.all_finite(self.flat_g)) if ok is None else ok

@@ -557,6 +557,13 @@ def max_abs(a):
     return out.view(a.dtype)[0]
 
 
+@numba.njit(**_OPTS)
+def product_bound(x, dout):
+    """R · max|dout| · max(max|x|, 1) for x (R, I) and dout (R, O), as a float64: a bound on every element of
+    the weight gradient xᵀ dout and of the bias gradient Σ_r dout (before rounding); NaN if either holds a NaN."""
+    return x.shape[0] * np.float64(max_abs(dout)) * max(np.float64(max_abs(x)), 1.0)
+
+
 # The log-likelihood kernels: a forward-only one (evaluation, and the first
 # pass of an IWAE step) and one that also writes the gradient, scaled row by
 # row by the upstream gradient dll[l, n] = ∂loss/∂ll[l, n] (the ELBO: the same
@@ -962,6 +969,7 @@ KERNELS = {
     "col_sum": col_sum,
     "all_finite": all_finite,
     "max_abs": max_abs,
+    "product_bound": product_bound,
     "bernoulli_loglik": bernoulli_loglik,
     "bernoulli_loglik_grad": bernoulli_loglik_grad,
     "gaussian_loglik": gaussian_loglik,

@@ -55,6 +55,11 @@ def max_abs(a):
     return float(np.abs(a).max())
 
 
+def product_bound(x, dout):
+    """R · max|dout| · max(max|x|, 1): a bound on the elements of xᵀ dout and Σ_r dout; NaN if either holds a NaN."""
+    return x.shape[0] * max_abs(dout) * max(max_abs(x), 1.0)
+
+
 # ------------------------------------------------------------- likelihoods
 def bernoulli_loglik(ll, x, logits, b):
     """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits + b (eq.17, first term; b the head's bias)."""
@@ -149,6 +154,7 @@ KERNELS = {
     "col_sum": col_sum,
     "all_finite": all_finite,
     "max_abs": max_abs,
+    "product_bound": product_bound,
     "bernoulli_loglik": bernoulli_loglik,
     "bernoulli_loglik_grad": bernoulli_loglik_grad,
     "gaussian_loglik": gaussian_loglik,

@@ -254,6 +254,21 @@ def test_max_abs_on_a_long_array(dt):
             np.testing.assert_array_equal(R.max_abs(b), want)
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+def test_product_bound_bounds_the_gradients_it_stands_for(dt):
+    rng = np.random.default_rng(5)
+    for scale in (1e-3, 1.0, 1e3):
+        x = (rng.standard_normal((7, 5)) * scale).astype(dt)
+        dout = rng.standard_normal((7, 3)).astype(dt)
+        got, want = K.product_bound(x, dout), R.product_bound(x, dout)
+        assert got == want == 7 * float(np.abs(dout).max()) * max(float(np.abs(x).max()), 1.0)
+        x64, d64 = x.astype(np.float64), dout.astype(np.float64)
+        assert np.abs(x64.T @ d64).max() <= got and np.abs(d64.sum(axis=0)).max() <= got
+    x = np.full((2, 2), np.inf, dt)
+    assert np.isnan(K.product_bound(x, np.zeros((2, 2), dt)))  # inf · 0: xᵀ dout is NaN, not proven finite
+    assert np.isnan(R.product_bound(x, np.zeros((2, 2), dt)))
+
+
 # ---------------------------------------------------------------- likelihoods
 def bernoulli_mag(x, logits):
     x, e = x.astype(np.float64), logits.astype(np.float64)
