@@ -167,6 +167,8 @@ class Engine:
         ``head_bias`` the head's bias is left for the caller (the likelihood kernels add it as they read)."""
         P, k = self.model.params, self.k
         saved = []
+        self._products.clear()  # a forward pass overwrites what a proof of the last backward would read
+        self._product_inputs = 0
         plan = self._layer_plan(prefix, layers, rows)
         last = len(plan) - 1
         for i, layer in enumerate(plan):
@@ -298,8 +300,6 @@ class Engine:
             self._loglik(ll, x, dec)
             return self._sample_mean(ll), kl
         ddec = self._buf("ddec", dec.shape)
-        self._products.clear()
-        self._product_inputs = 0
         self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
         dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
         self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
@@ -327,7 +327,9 @@ class Engine:
         unit roundoff), under 2 while R·u ≤ 1/2; so with the bound finite and
         under half the largest float, no gradient can be NaN or ±Inf. The
         learned log-variance's gradient is looked at directly. False means
-        "not proven": look at the gradient itself.
+        "not proven": look at the gradient itself. The proof reads the
+        backward's inputs where they lie (the data ``x`` among them), so it
+        holds until the next pass of this engine or a change to ``x``.
         """
         if max_reads is not None and self._product_inputs > max_reads:
             return False
@@ -379,8 +381,6 @@ class Engine:
             bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)
-            self._products.clear()
-            self._product_inputs = 0
             self._loglik_grad(ll, ddec, x, dec, dlogw)
             dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(K, N, J)
             denc = self._buf("denc", (N, 2 * J))

@@ -222,6 +222,18 @@ def test_gradients_finite_proves_at_small_batches_and_reads_the_gradient_at_larg
         assert passes == want, batch
 
 
+def test_a_forward_pass_after_the_backward_withdraws_the_proof():
+    model = model_of(CASES[0], "float32")
+    engine = Engine(model, "numba")
+    rng = np.random.default_rng(4)
+    x = rng.random((5, 9)).astype(np.float32)
+    engine.elbo(x, model.noise(rng, 5, 1))
+    assert engine.gradients_surely_finite()
+    with np.errstate(all="ignore"):  # new, huge activations in the buffers; the old gradients stay
+        engine.elbo(x * 1e30, model.noise(rng, 5, 1), grads=False)
+    assert not engine.gradients_surely_finite()
+
+
 def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch):
     pieced, whole = twin_steps("adam", "float32")
     calls = []
