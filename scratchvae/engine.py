@@ -19,7 +19,12 @@ gradients are allocated on first use and reused, their views cached by shape.
 :class:`FusedStep` adds the optimizer: parameters, gradients and the
 optimizer's moments packed into flat arrays (``model.params`` become views),
 so the update is one pass; the flat arrays are cut from one allocation backed
-by huge pages where the kernel allows (:func:`_arena`).
+by huge pages where the kernel allows (:func:`_arena`). With the numba kernels
+and an OpenBLAS of more than one thread, that pass is cut into one piece per
+thread and run by OpenBLAS' own threads (:class:`scratchvae.blas.Pieces`).
+Before it, the step makes sure every gradient is finite: at small batches by
+a bound from the products' inputs (:meth:`Engine.gradients_surely_finite`),
+else by a pass over the gradient, in pieces too.
 
 The BLAS thread count is left as the environment sets it: OpenBLAS' sgemm
 rounds differently with 1 and 2 threads at some of the step's shapes, and a
