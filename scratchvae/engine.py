@@ -78,6 +78,10 @@ def kernel_set(backend):
 
 HUGE_PAGE = 2 << 20
 
+# The sizes (parameters) from which FusedStep runs a pass in pieces on OpenBLAS' threads: below them the
+# hand-over (about 4 µs) costs more than the second core saves (docs/performance.md).
+PIECES_FROM = {"update": 1 << 17, "all_finite": 1 << 18}
+
 
 def _arena(count, size, dtype):
     """``count`` zeroed 1-D arrays of ``size`` elements, cut from one allocation, each 64-byte aligned.
@@ -465,10 +469,11 @@ class FusedStep:
     def _run_in_pieces(self, name, args=()):
         """Kernel ``name`` (an optimizer update or all_finite) over the flat arrays, cut into one piece per
         BLAS thread and run on OpenBLAS' threads (:class:`scratchvae.blas.Pieces`): the same elementwise
-        formulas, so the same bits as one pass. Returns None where it cannot run so (one BLAS thread, another
-        BLAS, the reference backend), else all_finite's answer (True for an update)."""
+        formulas, so the same bits as one pass. Returns None where it does not run so (one BLAS thread, another
+        BLAS, the reference backend, fewer parameters than :data:`PIECES_FROM` names), else all_finite's
+        answer (True for an update)."""
         pc = self._pieces
-        if pc is None:
+        if pc is None or self.flat_p.size < PIECES_FROM.get(name, PIECES_FROM["update"]):
             return None
         threads = pc.blas.threads()
         if threads < 2:

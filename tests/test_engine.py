@@ -128,9 +128,11 @@ def test_gradients_finite_notices_nan():
 
 
 @pytest.fixture
-def two_blas_threads():
-    from scratchvae import blas
+def two_blas_threads(monkeypatch):
+    """Two BLAS threads, and pieces at any size (the small models below are under engine.PIECES_FROM)."""
+    from scratchvae import blas, engine
 
+    monkeypatch.setattr(engine, "PIECES_FROM", {"update": 0, "all_finite": 0})
     before = blas.get_threads()
     blas.set_threads(2)
     yield
@@ -250,18 +252,26 @@ def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch)
         np.testing.assert_array_equal(a, b)
 
 
-def test_one_blas_thread_updates_in_one_pass(monkeypatch):
+def test_one_blas_thread_updates_in_one_pass(two_blas_threads, monkeypatch):
     from scratchvae import blas
 
     step, _ = twin_steps("adam", "float32")
-    before = blas.get_threads()
     monkeypatch.setattr(step._pieces.blas, "run", lambda *a: pytest.fail("pieces with one BLAS thread"))
-    try:
-        blas.set_threads(1)
-        train_both([step], "float32")
-    finally:
-        blas.set_threads(before)
+    blas.set_threads(1)  # the fixture puts the count back
+    train_both([step], "float32")
     assert step.opt.t == 3
+
+
+@pytest.mark.parametrize("name", ["update", "all_finite"])
+def test_small_arrays_stay_in_one_pass(two_blas_threads, monkeypatch, name):
+    from scratchvae import engine
+
+    step, _ = twin_steps("adam", "float32")
+    size = step.flat_p.size
+    kernel = "adam_update" if name == "update" else "all_finite"
+    for threshold, want in ((size + 1, None), (size, True)):
+        monkeypatch.setattr(engine, "PIECES_FROM", {"update": 0, "all_finite": 0, name: threshold})
+        assert step._run_in_pieces(kernel, step.opt.update_args() if name == "update" else ()) is want
 
 
 def test_backend_selection(monkeypatch):
