@@ -111,9 +111,10 @@ def one_thread_per_call():
 
 
 # OpenBLAS' mode bits for a routine it runs as a "legacy" level-1 routine
-# (common_thread.h): BLAS_SINGLE is 2 since the bfloat16 types took 0 and 1;
-# before them it was 0, and 2 (BLAS_XDOUBLE) also took the single-precision
-# path in a library built without extended precision, the usual build.
+# (common_thread.h): BLAS_SINGLE is 2 since int8 and bfloat16 took 0 and 1;
+# before them it was 0, and 2 (then BLAS_XDOUBLE) also took the
+# single-precision path in a library built without extended precision, the
+# usual build. A mode OpenBLAS does not know runs nothing, which run() sees.
 _BLAS_SINGLE = 2
 _ONE = np.ones(1, np.float32)  # alpha: OpenBLAS reads it, the routines ignore it
 _ONE_ADDRESS = _ONE.ctypes.data

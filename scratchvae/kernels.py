@@ -11,7 +11,8 @@ engine looks kernels up in.
 Conventions (STYLE.md, point 5):
 
 - outputs come first and are modified in place; every kernel returns None
-  (but :func:`all_finite`, a predicate);
+  (but :func:`all_finite`, a predicate, and :func:`max_abs` and
+  :func:`product_bound`, which return a number);
 - inputs are only read. An output may be the very same array as an input
   only where a docstring says so (bias_act_forward: h is a; act_backward: da
   is dh); partial overlaps are not supported;
