@@ -518,6 +518,7 @@ class FusedStep:
         eps = np.zeros((1, x.shape[0], self.engine.J), self.model.dtype)
         with np.errstate(all="ignore"):  # the values are thrown away; a diverged model is the trainer's to report
             self.forward_backward(x, eps)
+            self.engine.gradients_surely_finite()
         self.k.all_finite(self.flat_g[:1])
         o = self.opt
         scratch = [a[:1].copy() for a in (self.flat_p, *self.flat_state, self.flat_g)]
