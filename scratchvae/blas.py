@@ -138,7 +138,7 @@ class Pieces:
 
     def __init__(self, entry, threads):
         self._entry, self._threads = entry, threads
-        self._plans = {}  # (size, threads) -> the pieces' ranges, their records and its address
+        self._plans = {}  # the arguments of a run -> what it needs, made once
 
     @classmethod
     def find(cls):
@@ -166,19 +166,21 @@ class Pieces:
         Returns (ok, missed): whether every piece that ran reported success,
         and the (lo, hi) ranges of the pieces that did not run.
         """
-        plan = self._plans.get((size, threads))
-        if plan is None:
+        key = (routine, arena, header, size, threads)
+        plan = self._plans.get(key)
+        if plan is None:  # the call's arguments as ctypes objects, and the records, made once
             edges = [(size * i // threads) // 16 * 16 for i in range(threads)] + [size]
-            cuts = np.array(list(zip(edges[:-1], edges[1:])), np.float64)
-            records = np.empty_like(cuts)
-            plan = self._plans[(size, threads)] = (cuts, records, records.ctypes.data)
-        cuts, records, address = plan
-        records[...] = cuts
-        self._entry(_BLAS_SINGLE, threads, 0, 0, _ONE_ADDRESS, arena, 0, header, 0, address, 0, routine, threads)
-        ok, missed = True, []
-        for (lo, hi), (done, result) in zip(cuts.tolist(), records.tolist()):
-            if done != -1:
-                missed.append((int(lo), int(hi)))
-            elif result != 1:
-                ok = False
-        return ok, missed
+            cuts = [float(e) for pair in zip(edges[:-1], edges[1:]) for e in pair]
+            records = (ctypes.c_double * len(cuts))()
+            values = (_BLAS_SINGLE, threads, 0, 0, _ONE_ADDRESS, arena, 0, header, 0,
+                      ctypes.addressof(records), 0, routine, threads)
+            args = tuple(t(v) for t, v in zip(self._entry.argtypes, values))
+            plan = self._plans[key] = (cuts, records, args, [-1.0] * threads, [1.0] * threads)
+        cuts, records, args, all_done, all_ok = plan
+        records[:] = cuts
+        self._entry(*args)
+        got = records[:]
+        if got[0::2] == all_done:  # the usual case
+            return got[1::2] == all_ok, []
+        missed = [(int(cuts[2 * i]), int(cuts[2 * i + 1])) for i in range(threads) if got[2 * i] != -1]
+        return all(r == 1 for d, r in zip(got[0::2], got[1::2]) if d == -1), missed
