@@ -64,7 +64,7 @@ def cases(N, dt, rng):
         h = np.empty_like(a)
         R.bias_act_forward(h, a.copy(), np.zeros(O, dt), act)
         dh = dh0.copy()
-        return (dh, dh, a, h, act), lambda: np.copyto(dh, dh0)  # in place, as the engine calls it
+        return (dh, np.empty(O, dt), dh, a, h, act), lambda: np.copyto(dh, dh0)  # in place, as the engine calls it
 
     def optimizer(kind):
         p0, g = arr(N_PARAMS, scale=0.1), arr(N_PARAMS, scale=0.01)
@@ -94,8 +94,8 @@ def cases(N, dt, rng):
         (f"bias_act_forward tanh ({N},{H})", "bias_act_forward", lambda: bias_act(H, K.TANH)),
         (f"bias_act_forward identity, in place ({N},{D})", "bias_act_forward",
          lambda: bias_act(D, K.IDENTITY, inplace=True)),
-        (f"act_backward relu, in place ({N},{H})", "act_backward", lambda: act_back(H, K.RELU)),
-        (f"act_backward tanh, in place ({N},{H})", "act_backward", lambda: act_back(H, K.TANH)),
+        (f"bias_act_backward relu, in place ({N},{H})", "bias_act_backward", lambda: act_back(H, K.RELU)),
+        (f"bias_act_backward tanh, in place ({N},{H})", "bias_act_backward", lambda: act_back(H, K.TANH)),
         (f"col_sum ({N},{D})", "col_sum", lambda: ((np.empty(D, dt), arr(N, D)), None)),
         (f"col_sum ({N},{H})", "col_sum", lambda: ((np.empty(H, dt), arr(N, H)), None)),
         (f"max_abs ({N},{D})", "max_abs", lambda: ((arr(N, D),), None)),

@@ -212,10 +212,11 @@ class Engine:
         last = len(saved) - 1
         for i in range(last, -1, -1):
             (w, bias, _, _, d_key), h_in, a, out = saved[i]
-            if i < last:
-                k.act_backward(dout, dout, a, out, self.act)  # in place: dout becomes ∂loss/∂a
+            if i < last:  # in place: dout becomes ∂loss/∂a; the bias gradient in the same pass
+                k.bias_act_backward(dout, G[bias], dout, a, out, self.act)
+            else:  # the heads are linear
+                k.col_sum(G[bias], dout)
             np.matmul(h_in.T, dout, out=G[w])
-            k.col_sum(G[bias], dout)
             self._products.append((h_in, dout))
             self._product_inputs += h_in.size + dout.size
             if i > 0 or need_dx:

@@ -14,7 +14,7 @@ Conventions (STYLE.md, point 5):
   (but :func:`all_finite`, a predicate, and :func:`max_abs` and
   :func:`product_bound`, which return a number);
 - inputs are only read. An output may be the very same array as an input
-  only where a docstring says so (bias_act_forward: h is a; act_backward: da
+  only where a docstring says so (bias_act_forward: h is a; bias_act_backward: da
   is dh); partial overlaps are not supported;
 - any strides work; C-contiguous rows are the fast case. The optimizer
   updates take 1-D arrays;
@@ -374,26 +374,32 @@ def _bias_act_loop_ol(h, a, b, act):
     return impl
 
 
-def _act_backward_loop(da, dh, a, h, act):
-    """The loop of :func:`act_backward` for one activation code (a literal int)."""
+def _act_backward_loop(da, db, dh, a, h, act):
+    """The loop of :func:`bias_act_backward` for one activation code (a literal int)."""
 
 
 @overload(_act_backward_loop, jit_options=_HELPER, prefer_literal=True)
-def _act_backward_loop_ol(da, dh, a, h, act):
+def _act_backward_loop_ol(da, db, dh, a, h, act):
     if not isinstance(act, types.IntegerLiteral):
         return None
     fgrad = _ACT_FUNCS[act.literal_value][1]
 
-    def impl(da, dh, a, h, act):
+    def impl(da, db, dh, a, h, act):
         N, O = a.shape
+        for o in range(O):
+            db[o] = 0
         if _same(da, dh):  # in place: read and write one array
-            for n in range(N):
+            for n in range(N):  # row by row, as col_sum
                 for o in range(O):
-                    da[n, o] = fgrad(da[n, o], a[n, o], h[n, o])
+                    v = fgrad(da[n, o], a[n, o], h[n, o])
+                    da[n, o] = v
+                    db[o] += v
             return
         for n in range(N):
             for o in range(O):
-                da[n, o] = fgrad(dh[n, o], a[n, o], h[n, o])
+                v = fgrad(dh[n, o], a[n, o], h[n, o])
+                da[n, o] = v
+                db[o] += v
     return impl
 
 
@@ -444,7 +450,7 @@ def bias_act_forward(h, a, b, act):
     -----
     ``h`` may be the same array as ``a`` (not a partial overlap). With the
     identity that is the way to just add the bias; with another activation ``a``
-    would end up holding f(a), and act_backward needs the pre-activation.
+    would end up holding f(a), and bias_act_backward needs the pre-activation.
     An unknown code raises ValueError.
     """
     if act == RELU:
@@ -464,12 +470,14 @@ def bias_act_forward(h, a, b, act):
 
 
 @numba.njit(**_OPTS)
-def act_backward(da, dh, a, h, act):
-    """Backward of the activation: da = dh · f'(a), using the output h where cheaper.
+def bias_act_backward(da, db, dh, a, h, act):
+    """Backward of :func:`bias_act_forward`: da = dh · f'(a), using the output h where cheaper, and the bias
+    gradient db = Σ_n da[n] in the same pass.
 
     Parameters
     ----------
     da : (N, O) array, output; may be the same array as ``dh``
+    db : (O,) array, output, summed row by row as :func:`col_sum`
     dh : (N, O) array, ∂loss/∂h
     a, h : (N, O) arrays, the pre-activation and activation of :func:`bias_act_forward`
     act : int, activation code
@@ -480,17 +488,17 @@ def act_backward(da, dh, a, h, act):
     softplus: sigmoid(a);  identity: 1.
     """
     if act == RELU:
-        _act_backward_loop(da, dh, a, h, RELU)
+        _act_backward_loop(da, db, dh, a, h, RELU)
     elif act == LEAKY_RELU:
-        _act_backward_loop(da, dh, a, h, LEAKY_RELU)
+        _act_backward_loop(da, db, dh, a, h, LEAKY_RELU)
     elif act == TANH:
-        _act_backward_loop(da, dh, a, h, TANH)
+        _act_backward_loop(da, db, dh, a, h, TANH)
     elif act == SIGMOID:
-        _act_backward_loop(da, dh, a, h, SIGMOID)
+        _act_backward_loop(da, db, dh, a, h, SIGMOID)
     elif act == SOFTPLUS:
-        _act_backward_loop(da, dh, a, h, SOFTPLUS)
+        _act_backward_loop(da, db, dh, a, h, SOFTPLUS)
     elif act == IDENTITY:
-        _act_backward_loop(da, dh, a, h, IDENTITY)
+        _act_backward_loop(da, db, dh, a, h, IDENTITY)
     else:
         raise ValueError("unknown activation code")
 
@@ -966,7 +974,7 @@ def adagrad_update(p, s, g, lr, eps):
 
 KERNELS = {
     "bias_act_forward": bias_act_forward,
-    "act_backward": act_backward,
+    "bias_act_backward": bias_act_backward,
     "col_sum": col_sum,
     "all_finite": all_finite,
     "max_abs": max_abs,

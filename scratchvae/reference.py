@@ -35,9 +35,10 @@ def bias_act_forward(h, a, b, act):
     h[...] = ops.activation_forward(name, a)[0]
 
 
-def act_backward(da, dh, a, h, act):
-    """da = dh · f'(a) (``da`` may be ``dh``), from the pre-activation a and the output h."""
+def bias_act_backward(da, db, dh, a, h, act):
+    """da = dh · f'(a) (``da`` may be ``dh``), from the pre-activation a and the output h; db = Σ_n da[n]."""
     da[...] = ops.activation_backward(dh, (_act_name(act), a, h))
+    col_sum(db, da)
 
 
 def col_sum(db, dout):
@@ -150,7 +151,7 @@ def iwae_latent_grad(denc, dz, z, dlogw):
 # replaces an op (a deliberately wrong backward) reaches every workload.
 KERNELS = {
     "bias_act_forward": bias_act_forward,
-    "act_backward": act_backward,
+    "bias_act_backward": bias_act_backward,
     "col_sum": col_sum,
     "all_finite": all_finite,
     "max_abs": max_abs,

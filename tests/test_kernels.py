@@ -162,7 +162,8 @@ def test_unknown_activation_code_raises():
     a, b = np.zeros((2, 3)), np.zeros(3)
     for fn, args in ((K.bias_act_forward, (a.copy(), a.copy(), b, 9)),
                      (R.bias_act_forward, (a.copy(), a.copy(), b, 9)),
-                     (K.act_backward, (a.copy(), a, a, a, -1)), (R.act_backward, (a.copy(), a, a, a, -1))):
+                     (K.bias_act_backward, (a.copy(), b.copy(), a, a, a, -1)),
+                     (R.bias_act_backward, (a.copy(), b.copy(), a, a, a, -1))):
         with pytest.raises(ValueError):
             fn(*args)
 
@@ -171,23 +172,29 @@ def test_unknown_activation_code_raises():
 @pytest.mark.parametrize("dt", DTYPES)
 @SETTINGS
 @given(data=st.data(), N=dims, O=dims, alias=st.booleans())
-def test_act_backward(dt, act, data, N, O, alias):
+def test_bias_act_backward(dt, act, data, N, O, alias):
     a = draw(data, dt, (N, O), PREACT)
     h = np.empty_like(a)
     R.bias_act_forward(h, a.copy(), np.zeros(O, dt), act)  # a consistent cached output
     dh = draw(data, dt, (N, O), GENERIC)
-    expected = np.empty_like(a)
-    R.act_backward(expected, dh.copy(), a, h, act)
+    expected, expected_db = np.empty_like(a), np.empty(O, dt)
+    R.bias_act_backward(expected, expected_db, dh.copy(), a, h, act)
     if alias:  # documented aliasing: da may be dh itself (in place)
-        da = dh.copy()
+        da, db = dh.copy(), garbage((O,), dt)
         a0, h0 = a.copy(), h.copy()
-        K.act_backward(da, da, a, h, act)
+        K.bias_act_backward(da, db, da, a, h, act)
         np.testing.assert_array_equal(a, a0)
         np.testing.assert_array_equal(h, h0)
     else:
-        (da,), (da_t,) = run_both(K.act_backward, R.act_backward, [garbage((N, O), dt)], [dh, a, h], act)
+        (da, db), (da_t, db_t) = run_both(K.bias_act_backward, R.bias_act_backward,
+                                          [garbage((N, O), dt), garbage((O,), dt)], [dh, a, h], act)
         close(da_t, expected, dt)
     close(da, expected, dt)
+    # the bias gradient: the column sums of da, to the bit those of col_sum on the kernel's own da
+    col = garbage((O,), dt)
+    K.col_sum(col, da)
+    np.testing.assert_array_equal(db, col)
+    close(db, expected_db, dt, np.abs(expected).sum(axis=0).max())
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -559,8 +566,10 @@ def test_dense_kernels_bigger(dt, N, O):
         np.testing.assert_array_equal(a1, a1_t)
         close(h, h_t, dt)
         dh = rng.standard_normal((N, O)).astype(dt)
-        (da,), (da_t,) = run_both(K.act_backward, R.act_backward, [garbage((N, O), dt)], [dh, a1, h_t], act)
+        (da, db), (da_t, db_t) = run_both(K.bias_act_backward, R.bias_act_backward,
+                                          [garbage((N, O), dt), garbage((O,), dt)], [dh, a1, h_t], act)
         close(da, da_t, dt)
+        close(db, db_t, dt, np.abs(da_t).sum(axis=0).max())
     (db,), (db_t,) = run_both(K.col_sum, R.col_sum, [garbage((O,), dt)], [dh])
     close(db, db_t, dt, np.abs(dh).sum(axis=0).max())
 
