@@ -100,14 +100,16 @@ def cases(N, dt, rng):
         (f"col_sum ({N},{H})", "col_sum", lambda: ((np.empty(H, dt), arr(N, H)), None)),
         (f"max_abs ({N},{D})", "max_abs", lambda: ((arr(N, D),), None)),
         (f"bernoulli_loglik_grad, the bias added (1,{N},{D})", "bernoulli_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), x, arr(1, N, D, scale=3), arr(D), dll), None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, arr(1, N, D, scale=3), arr(D),
+                   dll), None)),
         (f"bernoulli_loglik, the bias added (1,{N},{D})", "bernoulli_loglik",
          lambda: ((np.empty((1, N), dt), x, arr(1, N, D, scale=3), arr(D)), None)),
         (f"gaussian_loglik_grad, the bias added (1,{N},{D})", "gaussian_loglik_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), x, dec_pred, arr(2 * D), dll), None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, 2 * D), dt), np.empty(2 * D, dt), x, dec_pred, arr(2 * D),
+                   dll), None)),
         (f"gaussian_loglik_shared_grad, the bias added (1,{N},{D})", "gaussian_loglik_shared_grad",
-         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), x, mean, arr(D), lv_D, dll),
-                  None)),
+         lambda: ((np.empty((1, N), dt), np.empty((1, N, D), dt), np.empty(D, dt), np.empty(D, dt), x, mean, arr(D),
+                   lv_D, dll), None)),
         (f"kl_grad ({N},{J})", "kl_grad",
          lambda: ((np.empty(N, dt), np.empty((N, 2 * J), dt), enc, 1.0 / N), None)),
         (f"reparam_forward (1,{N},{J})", "reparam_forward",
@@ -173,7 +175,7 @@ def parallel_table(dt, reps):
     opts = dict(parallel=True, nogil=True, error_model="numpy")
 
     @numba.njit(fastmath={"reassoc"}, **opts)
-    def bernoulli_par(ll, dlogits, x, logits, b, dll):
+    def bernoulli_par(ll, dlogits, db, x, logits, b, dll):  # db is left alone: the prange loop runs rows
         L, N, D = logits.shape
         for r in prange(L * N):
             l, n = r // N, r % N
@@ -222,12 +224,12 @@ def parallel_table(dt, reps):
         x = (rng.random((N, D)) < 0.3).astype(dt)
         logits = (rng.standard_normal((1, N, D)) * 3).astype(dt)
         ll, dl = np.empty((1, N), dt), np.empty((1, N, D), dt)
-        zero_bias, dll = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt)
+        zero_bias, dll, db = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt), np.empty(D, dt)
         a0, b = (rng.standard_normal((N, H)) * 2).astype(dt), rng.standard_normal(H).astype(dt)
         a, h = a0.copy(), np.empty_like(a0)
         rows = [
-            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, x, logits, zero_bias, dll),
-             lambda: bernoulli_par(ll, dl, x, logits, zero_bias, dll), None),
+            ("bernoulli_loglik_grad", lambda: K.bernoulli_loglik_grad(ll, dl, db, x, logits, zero_bias, dll),
+             lambda: bernoulli_par(ll, dl, db, x, logits, zero_bias, dll), None),
             ("bias_act_forward relu", lambda: K.bias_act_forward(h, a, b, K.RELU), lambda: bias_relu_par(h, a, b),
              lambda: np.copyto(a, a0)),
             ("bias_act_forward tanh", lambda: K.bias_act_forward(h, a, b, K.TANH), lambda: bias_tanh_par(h, a, b),
@@ -251,11 +253,11 @@ def parallel_table(dt, reps):
         hid = rng.standard_normal((N, H)).astype(dt)
         logits, dl = np.empty((1, N, D), dt), np.empty((1, N, D), dt)
         ll, dh = np.empty((1, N), dt), np.empty((N, H), dt)
-        zero_bias, dll = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt)
+        zero_bias, dll, db = np.zeros(D, dt), np.full((1, N), -1.0 / N, dt), np.empty(D, dt)
 
         def step(bern, adam):
             np.matmul(hid, W, out=logits[0])
-            bern(ll, dl, x, logits, zero_bias, dll)
+            bern(ll, dl, db, x, logits, zero_bias, dll)
             np.matmul(dl[0], W.T, out=dh)
             np.matmul(hid.T, dl[0], out=dW)
             adam(p, m, v, g, *hp)

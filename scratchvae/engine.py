@@ -205,16 +205,17 @@ class Engine:
             self._plans[(prefix, rows)] = plan
         return plan
 
-    def _mlp_backward(self, prefix, saved, dout, need_dx):
+    def _mlp_backward(self, prefix, saved, dout, need_dx, head_db=False):
         """Backward of :meth:`_mlp_forward` (ops.dense_backward: dW = xᵀ dout, db = Σ_n dout, dx = dout Wᵀ)
-        into :attr:`grads`; returns ∂loss/∂input (or None). ``dout`` is overwritten."""
+        into :attr:`grads`; returns ∂loss/∂input (or None). ``dout`` is overwritten. With ``head_db`` the
+        head's bias gradient is already in :attr:`grads` (the likelihood gradient kernels sum it)."""
         P, G, k = self.model.params, self.grads, self.k
         last = len(saved) - 1
         for i in range(last, -1, -1):
             (w, bias, _, _, d_key), h_in, a, out = saved[i]
             if i < last:  # in place: dout becomes ∂loss/∂a; the bias gradient in the same pass
                 k.bias_act_backward(dout, G[bias], dout, a, out, self.act)
-            else:  # the heads are linear
+            elif not head_db:  # the heads are linear
                 k.col_sum(G[bias], dout)
             np.matmul(h_in.T, dout, out=G[w])
             self._products.append((h_in, dout))
@@ -272,18 +273,19 @@ class Engine:
             k.gaussian_loglik_shared(ll, x, dec.reshape(L, N, self.D), b, self._logvar_D())
 
     def _loglik_grad(self, ll, ddec, x, dec, dll):
-        """:meth:`_loglik` and ddec = dll · ∂ll/∂dec (dec again less its head's bias); the learned
-        log-variance's gradient into :attr:`grads`."""
+        """:meth:`_loglik` and ddec = dll · ∂ll/∂dec (dec again less its head's bias); the head's bias
+        gradient Σ ddec and the learned log-variance's gradient into :attr:`grads`."""
         c, k, b = self.model.config, self.k, self._head_bias()
+        db = self.grads[self.model.dec_layers[-1] + ".b"]
         L, N = ll.shape
         if c.likelihood == "bernoulli":
-            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, self.D), x, dec.reshape(L, N, self.D), b, dll)
+            k.bernoulli_loglik_grad(ll, ddec.reshape(L, N, self.D), db, x, dec.reshape(L, N, self.D), b, dll)
         elif c.gaussian_variance == "predicted":
-            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * self.D), x, dec.reshape(L, N, 2 * self.D), b, dll)
+            k.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * self.D), db, x, dec.reshape(L, N, 2 * self.D), b, dll)
         else:  # a fixed log-variance's gradient goes to a scratch buffer
             dlogvar = self.grads["dec.logvar"] if c.gaussian_variance == "learned" else self._buf("dlogvar", (self.D,))
-            k.gaussian_loglik_shared_grad(ll, ddec.reshape(L, N, self.D), dlogvar, x, dec.reshape(L, N, self.D), b,
-                                          self._logvar_D(), dll)
+            k.gaussian_loglik_shared_grad(ll, ddec.reshape(L, N, self.D), db, dlogvar, x, dec.reshape(L, N, self.D),
+                                          b, self._logvar_D(), dll)
 
     # --------------------------------------------------------------- workloads
     def elbo(self, x, eps, beta=1.0, grads=True):
@@ -311,7 +313,7 @@ class Engine:
             return self._sample_mean(ll), kl
         ddec = self._buf("ddec", dec.shape)
         self._loglik_grad(ll, ddec, x, dec, self._const((L, N), -1.0 / (L * N)))
-        dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(L, N, J)
+        dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True, head_db=True).reshape(L, N, J)
         self.k.reparam_backward(denc, dz, eps, std)  # adds onto the KL gradient
         self._mlp_backward("enc", enc_saved, denc, need_dx=False)
         return self._sample_mean(ll), kl
@@ -392,7 +394,7 @@ class Engine:
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)
             self._loglik_grad(ll, ddec, x, dec, dlogw)
-            dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True).reshape(K, N, J)
+            dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True, head_db=True).reshape(K, N, J)
             denc = self._buf("denc", (N, 2 * J))
             self.k.iwae_latent_grad(denc, dz, z, dlogw)  # writes denc, adds the prior's part to dz
             self.k.reparam_backward(denc, dz, eps, std)

@@ -599,13 +599,14 @@ def bernoulli_loglik(ll, x, logits, b):
 
 
 @numba.njit(**_REDUCE)
-def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
+def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
     """Bernoulli log-likelihood and its gradient in one pass; twin: reference.bernoulli_loglik_grad.
 
     Parameters
     ----------
     ll : (L, N) array, output, as :func:`bernoulli_loglik`
     dlogits : (L, N, D) array, output: dll[l, n] · (x − sigmoid(η)) with η = logits + b
+    db : (D,) array, output: the head's bias gradient Σ_{l,n} dlogits[l, n], row by row as :func:`col_sum`
     x : (N, D) array with values in [0, 1]
     logits : (L, N, D) array, the decoder's output less its head's bias
     b : (D,) array, the head's bias, added as the logits are read
@@ -616,6 +617,8 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
     Stable for any η (|η| = 1e4 included): softplus(η) = max(η, 0) + log1p(e^{−|η|}).
     """
     L, N, D = logits.shape
+    for d in range(D):
+        db[d] = 0
     for l in range(L):
         for n in range(N):
             s = dll[l, n]
@@ -624,6 +627,7 @@ def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
                 term, g = _bernoulli_term(x[n, d], _add(logits[l, n, d], b[d]), s)
                 acc += term
                 dlogits[l, n, d] = g
+                db[d] = _add(db[d], g)
             ll[l, n] = acc
 
 
@@ -654,13 +658,14 @@ def gaussian_loglik(ll, x, dec, b):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
+def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
     """Gaussian log-likelihood with a predicted log-variance, and its gradient; twin: reference.gaussian_loglik_grad.
 
     Parameters
     ----------
     ll : (L, N) array, output, as :func:`gaussian_loglik`
     ddec : (L, N, 2D) array, output: dll · [ (x − m) e^{−s}  |  ½ [ (x − m)² e^{−s} − 1 ] ]
+    db : (2D,) array, output: the head's bias gradient Σ_{l,n} ddec[l, n], row by row as :func:`col_sum`
     x : (N, D) array
     dec : (L, N, 2D) array, the decoder's output [ m | s ] less its head's bias
     b : (2D,) array, the head's bias, added as dec is read
@@ -672,6 +677,8 @@ def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
     handed the two halves as column views, Numba did not vectorize the loop.
     """
     L, N, D = dec.shape[0], dec.shape[1], dec.shape[2] // 2
+    for d in range(2 * D):
+        db[d] = 0
     for l in range(L):
         for n in range(N):
             s = dll[l, n]
@@ -681,6 +688,8 @@ def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
                 acc += term
                 ddec[l, n, d] = gm
                 ddec[l, n, D + d] = gv
+                db[d] = _add(db[d], gm)
+                db[D + d] = _add(db[D + d], gv)
             ll[l, n] = dec.dtype.type(-0.5) * acc
 
 
@@ -707,13 +716,14 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
 
 
 @numba.njit(**_REDUCE)
-def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll):
+def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, dll):
     """:func:`gaussian_loglik_shared` and its gradient; twin: reference.gaussian_loglik_shared_grad.
 
     Parameters
     ----------
     ll : (L, N) array, output
     dmean : (L, N, D) array, output: dll · (x − m) e^{−s}
+    db : (D,) array, output: the head's bias gradient Σ_{l,n} dmean[l, n], row by row as :func:`col_sum`
     dlogvar_D : (D,) array, output (overwritten): Σ_{l,n} dll · ½ [ (x − m)² e^{−s} − 1 ]
     x : (N, D) array
     mean : (L, N, D) array, the decoder's output less its head's bias
@@ -724,6 +734,7 @@ def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll)
     L, N, D = mean.shape
     for d in range(D):
         dlogvar_D[d] = 0
+        db[d] = 0
     for l in range(L):
         for n in range(N):
             s = dll[l, n]
@@ -733,6 +744,7 @@ def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll)
                 acc += term
                 dmean[l, n, d] = gm
                 dlogvar_D[d] += gv
+                db[d] = _add(db[d], gm)
             ll[l, n] = mean.dtype.type(-0.5) * acc
 
 

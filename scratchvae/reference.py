@@ -67,10 +67,11 @@ def bernoulli_loglik(ll, x, logits, b):
     ll[...] = dist.bernoulli_loglik_forward(x, logits + b)[0]
 
 
-def bernoulli_loglik_grad(ll, dlogits, x, logits, b, dll):
-    """ll as :func:`bernoulli_loglik`, and dlogits = dll · ∂ll/∂logits."""
+def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
+    """ll as :func:`bernoulli_loglik`, dlogits = dll · ∂ll/∂logits, and the head's bias gradient db = Σ dlogits."""
     ll[...], cache = dist.bernoulli_loglik_forward(x, logits + b)
     dlogits[...] = dist.bernoulli_loglik_backward(dll, cache)
+    col_sum(db, dlogits.reshape(-1, dlogits.shape[-1]))
 
 
 def gaussian_loglik(ll, x, dec, b):
@@ -80,12 +81,13 @@ def gaussian_loglik(ll, x, dec, b):
     ll[...] = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])[0]
 
 
-def gaussian_loglik_grad(ll, ddec, x, dec, b, dll):
-    """ll as :func:`gaussian_loglik`, and ddec = dll · ∂ll/∂[mean | logvar]."""
+def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
+    """ll as :func:`gaussian_loglik`, ddec = dll · ∂ll/∂[mean | logvar], and db = Σ ddec."""
     D = x.shape[1]
     dec = dec + b
     ll[...], cache = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])
     ddec[..., :D], ddec[..., D:] = dist.gaussian_loglik_backward(dll, cache)
+    col_sum(db, ddec.reshape(-1, ddec.shape[-1]))
 
 
 def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
@@ -93,10 +95,11 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
     ll[...] = dist.gaussian_loglik_forward(x, mean + b, logvar_D)[0]
 
 
-def gaussian_loglik_shared_grad(ll, dmean, dlogvar_D, x, mean, b, logvar_D, dll):
-    """ll as :func:`gaussian_loglik_shared`; dmean, and dlogvar_D summed over (l, n)."""
+def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, dll):
+    """ll as :func:`gaussian_loglik_shared`; dmean, db = Σ dmean, and dlogvar_D summed over (l, n)."""
     ll[...], cache = dist.gaussian_loglik_forward(x, mean + b, logvar_D)
     dmean[...], dlogvar_D[...] = dist.gaussian_loglik_backward(dll, cache)
+    col_sum(db, dmean.reshape(-1, dmean.shape[-1]))
 
 
 # ----------------------------------------------------- KL, reparameterization

@@ -289,24 +289,35 @@ def test_bernoulli_loglik_grad(dt, data, L, N, D):
     x = draw(data, dt, (N, D), UNIT)
     logits = draw(data, dt, (L, N, D), LOGITS)
     dll = draw(data, dt, (L, N), UPSTREAM)
-    outs = [garbage((L, N), dt), garbage((L, N, D), dt)]
-    (ll, dl), (ll_t, dl_t) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad, outs,
-                                      [x, logits, np.zeros(D, dt), dll])
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
+    (ll, dl, db), (ll_t, dl_t, db_t) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad, outs,
+                                                [x, logits, np.zeros(D, dt), dll])
     assert np.isfinite(ll).all() and np.isfinite(dl).all()
     close(ll, ll_t, dt, bernoulli_mag(x, logits))
     close(dl, dl_t, dt)
+    assert_head_db(db, dl)
+    close(db_t, dl_t.sum(axis=(0, 1)), dt, np.abs(dl_t).sum(axis=(0, 1)).max())
     # from the output less the head's bias b, which the kernels add as they read, the same numbers;
     # each row of the gradient is scaled by its own dll
     pre, b = split_bias(data, dt, logits)
-    (ll_b, dl_b), (ll_bt, _) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad, outs, [x, pre, b, dll])
+    (ll_b, dl_b, db_b), (ll_bt, _, _) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad, outs,
+                                                 [x, pre, b, dll])
     np.testing.assert_array_equal(ll_b, ll)
     np.testing.assert_array_equal(dl_b, dl)
+    np.testing.assert_array_equal(db_b, db)
     close(ll_bt, ll_t, dt, bernoulli_mag(x, logits))
     (ll_f,), (ll_ft,) = run_both(K.bernoulli_loglik, R.bernoulli_loglik, [garbage((L, N), dt)], [x, pre, b])
     np.testing.assert_array_equal(ll_f, ll)
     close(ll_ft, ll_t, dt, bernoulli_mag(x, logits))
     x64, e64 = x.astype(np.float64), logits.astype(np.float64)
     close(dl, dll[..., None].astype(np.float64) * (x64 - 0.5 * (1 + np.tanh(0.5 * e64))), dt)
+
+
+def assert_head_db(db, dout):
+    """The head's bias gradient of a likelihood kernel: col_sum of its own gradient output, to the bit."""
+    want = np.empty(dout.shape[-1], dout.dtype)
+    K.col_sum(want, dout.reshape(-1, dout.shape[-1]))
+    np.testing.assert_array_equal(db, want)
 
 
 def split_bias(data, dt, out):
@@ -335,16 +346,19 @@ def test_gaussian_loglik_grad(dt, data, L, N, D):
     logvar = draw(data, dt, (L, N, D), LOGVAR)
     dll = draw(data, dt, (L, N), UPSTREAM)
     dec = np.concatenate([mean, logvar], axis=-1)  # [m | s], as the decoder's output layer gives them
-    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt)]
-    (ll, ddec), (ll_t, ddec_t) = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs,
-                                          [x, dec, np.zeros(2 * D, dt), dll])
+    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt), garbage((2 * D,), dt)]
+    (ll, ddec, db), (ll_t, ddec_t, db_t) = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs,
+                                                    [x, dec, np.zeros(2 * D, dt), dll])
+    assert_head_db(db, ddec)
+    close(db_t, ddec_t.sum(axis=(0, 1)), dt, np.abs(ddec_t).sum(axis=(0, 1)).max())
     _, terms = gaussian_mag(x, mean, logvar)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(ddec, ddec_t, dt)
     pre, b = split_bias(data, dt, dec)
-    (ll_b, ddec_b), _ = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs, [x, pre, b, dll])
+    (ll_b, ddec_b, db_b), _ = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs, [x, pre, b, dll])
     np.testing.assert_array_equal(ll_b, ll)
     np.testing.assert_array_equal(ddec_b, ddec)
+    np.testing.assert_array_equal(db_b, db)
     (ll_f,), (ll_ft,) = run_both(K.gaussian_loglik, R.gaussian_loglik, [garbage((L, N), dt)], [x, pre, b])
     np.testing.assert_array_equal(ll_f, ll)
     close(ll_ft, ll_t, dt, terms.sum(axis=-1).max())
@@ -362,17 +376,20 @@ def test_gaussian_loglik_shared_grad(dt, data, L, N, D):
     mean = draw(data, dt, (L, N, D), GENERIC)
     logvar = draw(data, dt, (D,), LOGVAR)
     dll = draw(data, dt, (L, N), UPSTREAM)
-    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
-    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_shared_grad, R.gaussian_loglik_shared_grad,
-                                                outs, [x, mean, np.zeros(D, dt), logvar, dll])
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt), garbage((D,), dt)]
+    (ll, dm, db, dv), (ll_t, dm_t, db_t, dv_t) = run_both(K.gaussian_loglik_shared_grad,
+                                                          R.gaussian_loglik_shared_grad,
+                                                          outs, [x, mean, np.zeros(D, dt), logvar, dll])
+    assert_head_db(db, dm)
+    close(db_t, dm_t.sum(axis=(0, 1)), dt, np.abs(dm_t).sum(axis=(0, 1)).max())
     q, terms = gaussian_mag(x, mean, logvar)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(dm, dm_t, dt)
     close(dv, dv_t, dt, (np.abs(dll[..., None]) * 0.5 * (q + 1)).sum(axis=(0, 1)).max())
     pre, b = split_bias(data, dt, mean)
-    (ll_b, dm_b, dv_b), _ = run_both(K.gaussian_loglik_shared_grad, R.gaussian_loglik_shared_grad, outs,
-                                     [x, pre, b, logvar, dll])
-    for got, want in ((ll_b, ll), (dm_b, dm), (dv_b, dv)):
+    (ll_b, dm_b, db_b, dv_b), _ = run_both(K.gaussian_loglik_shared_grad, R.gaussian_loglik_shared_grad, outs,
+                                           [x, pre, b, logvar, dll])
+    for got, want in ((ll_b, ll), (dm_b, dm), (db_b, db), (dv_b, dv)):
         np.testing.assert_array_equal(got, want)
     (ll_f,), (ll_ft,) = run_both(K.gaussian_loglik_shared, R.gaussian_loglik_shared, [garbage((L, N), dt)],
                                  [x, pre, b, logvar])
@@ -582,25 +599,30 @@ def test_likelihood_kernels_bigger(dt, L, N, D):
     x[:, ::3] = rng.random((N, len(range(0, D, 3))))  # some gray values
     logits = sprinkle(rng, (rng.standard_normal((L, N, D)) * 5).astype(dt), [1e4, -1e4, 0, 90, -90])
     scale = np.full((L, N), -1.0 / (L * N), dt)
-    (ll, dl), (ll_t, dl_t) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad,
-                                      [garbage((L, N), dt), garbage((L, N, D), dt)], [x, logits, np.zeros(D, dt), scale])
+    (ll, dl, db), (ll_t, dl_t, _) = run_both(K.bernoulli_loglik_grad, R.bernoulli_loglik_grad,
+                                             [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)],
+                                             [x, logits, np.zeros(D, dt), scale])
     close(ll, ll_t, dt, bernoulli_mag(x, logits))
     close(dl, dl_t, dt)
+    assert_head_db(db, dl)
     mean = rng.random((L, N, D)).astype(dt)
     logvar = sprinkle(rng, rng.uniform(-5, 5, (L, N, D)).astype(dt), [-30, 30, 0])
-    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt)]
-    (ll, ddec), (ll_t, ddec_t) = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs,
-                                          [x, np.concatenate([mean, logvar], axis=-1), np.zeros(2 * D, dt), scale])
+    outs = [garbage((L, N), dt), garbage((L, N, 2 * D), dt), garbage((2 * D,), dt)]
+    (ll, ddec, db), (ll_t, ddec_t, _) = run_both(K.gaussian_loglik_grad, R.gaussian_loglik_grad, outs,
+                                                 [x, np.concatenate([mean, logvar], axis=-1), np.zeros(2 * D, dt),
+                                                  scale])
     q, terms = gaussian_mag(x, mean, logvar)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(ddec, ddec_t, dt)
+    assert_head_db(db, ddec)
     logvar_D = logvar[0, 0].copy()
-    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt)]
-    (ll, dm, dv), (ll_t, dm_t, dv_t) = run_both(K.gaussian_loglik_shared_grad, R.gaussian_loglik_shared_grad,
-                                                outs, [x, mean, np.zeros(D, dt), logvar_D, scale])
+    outs = [garbage((L, N), dt), garbage((L, N, D), dt), garbage((D,), dt), garbage((D,), dt)]
+    (ll, dm, db, dv), (ll_t, dm_t, _, dv_t) = run_both(K.gaussian_loglik_shared_grad, R.gaussian_loglik_shared_grad,
+                                                       outs, [x, mean, np.zeros(D, dt), logvar_D, scale])
     q, terms = gaussian_mag(x, mean, logvar_D)
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(dm, dm_t, dt)
+    assert_head_db(db, dm)
     close(dv, dv_t, dt, (1.0 / (L * N)) * (0.5 * (q + 1)).sum(axis=(0, 1)).max())
 
 
@@ -635,8 +657,10 @@ def test_simd_sizes_with_the_packed_outputs_the_engine_passes(dt):
     ll, ll_t = np.empty((L, N), dt), np.empty((L, N), dt)
     dll = np.full((L, N), -0.5, dt)
     b = rng.standard_normal(2 * D).astype(dt)  # the head's bias, added as the kernels read
-    K.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * D), x, (dec - b).reshape(L, N, 2 * D), b, dll)
-    R.gaussian_loglik_grad(ll_t, ddec_t.reshape(L, N, 2 * D), x, (dec - b).reshape(L, N, 2 * D), b, dll)
+    db, db_t = np.empty(2 * D, dt), np.empty(2 * D, dt)
+    K.gaussian_loglik_grad(ll, ddec.reshape(L, N, 2 * D), db, x, (dec - b).reshape(L, N, 2 * D), b, dll)
+    R.gaussian_loglik_grad(ll_t, ddec_t.reshape(L, N, 2 * D), db_t, x, (dec - b).reshape(L, N, 2 * D), b, dll)
+    assert_head_db(db, ddec)
     _, terms = gaussian_mag(x, dec[:, :D].reshape(L, N, D), dec[:, D:].reshape(L, N, D))
     close(ll, ll_t, dt, terms.sum(axis=-1).max())
     close(ddec, ddec_t, dt)
@@ -690,7 +714,8 @@ def test_float32_bernoulli_against_float64():
     for xv in (0.0, 1.0):
         x = np.full(logits.shape[1:], xv, np.float32)
         ll, dl = np.empty((1, 1), np.float32), np.empty_like(logits)
-        K.bernoulli_loglik_grad(ll, dl, x, logits, np.zeros(logits.shape[-1], logits.dtype),
+        K.bernoulli_loglik_grad(ll, dl, np.empty(logits.shape[-1], logits.dtype), x, logits,
+                            np.zeros(logits.shape[-1], logits.dtype),
                             np.ones((1, 1), logits.dtype))
         e64 = logits.astype(np.float64)
         if xv == 0:  # −sigmoid(η) itself: relative accuracy down to the smallest normal
@@ -722,7 +747,8 @@ def test_only_the_sum_is_reassociated(dt):
     huge = rng.random(D) < 0.5
     logits[0, 0, huge] = np.where(x[0, huge] > 0, 1e4, -1e4)
     ll, dl = np.empty((1, 1), dt), np.empty_like(logits)
-    K.bernoulli_loglik_grad(ll, dl, x, logits, np.zeros(logits.shape[-1], logits.dtype),
+    K.bernoulli_loglik_grad(ll, dl, np.empty(logits.shape[-1], logits.dtype), x, logits,
+                            np.zeros(logits.shape[-1], logits.dtype),
                             np.ones((1, 1), logits.dtype))
     small = ~huge
     truth = (x[0, small] * logits[0, 0, small].astype(np.float64) - np.logaddexp(0, logits[0, 0, small])).sum()
@@ -737,8 +763,8 @@ def test_nan_propagates():
         K.bias_act_forward(h, a, np.zeros(2, np.float32), act)
         assert np.isnan(h[0, 0]) and not np.isnan(h[0, 1]), act
     ll, dl = np.empty((1, 1), np.float32), np.empty((1, 1, 2), np.float32)
-    K.bernoulli_loglik_grad(ll, dl, np.ones((1, 2), np.float32), np.array([[[np.nan, 0]]], np.float32),
-                            np.zeros(2, np.float32), np.ones((1, 1), np.float32))
+    K.bernoulli_loglik_grad(ll, dl, np.empty(2, np.float32), np.ones((1, 2), np.float32),
+                            np.array([[[np.nan, 0]]], np.float32), np.zeros(2, np.float32), np.ones((1, 1), np.float32))
     assert np.isnan(ll).all() and np.isnan(dl[0, 0, 0]) and not np.isnan(dl[0, 0, 1])
 
 
