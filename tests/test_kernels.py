@@ -211,14 +211,22 @@ def any_finite(dt):  # the whole finite range, subnormals and ±max included: a 
     return st.floats(allow_nan=False, allow_infinity=False, width=np.finfo(dt).bits)
 
 
-@pytest.mark.parametrize("dt", DTYPES)
-@SETTINGS
-@given(data=st.data(), n=st.integers(1, 40), bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(NONFINITE)),
-                                                          max_size=3))
-def test_all_finite(dt, data, n, bad):
+BAD = st.lists(st.tuples(st.integers(0, 39), st.sampled_from(NONFINITE)), max_size=3)  # (index mod n, value)
+
+
+def with_bad(data, dt, n, bad):
+    """A drawn finite (n,) array with the NaN/±Inf of ``bad`` put in."""
     g = draw(data, dt, (n,), any_finite)
     for i, v in bad:
         g[i % n] = v
+    return g
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@SETTINGS
+@given(data=st.data(), n=st.integers(1, 40), bad=BAD)
+def test_all_finite(dt, data, n, bad):
+    g = with_bad(data, dt, n, bad)
     got, want = K.all_finite(g), R.all_finite(g)
     assert got == want == (not bad)
 
@@ -236,12 +244,9 @@ def test_all_finite_finds_one_bad_element_in_a_long_array(dt, value):
 
 @pytest.mark.parametrize("dt", DTYPES)
 @SETTINGS
-@given(data=st.data(), n=st.integers(1, 40), bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(NONFINITE)),
-                                                          max_size=3))
+@given(data=st.data(), n=st.integers(1, 40), bad=BAD)
 def test_max_abs(dt, data, n, bad):
-    a = draw(data, dt, (n,), any_finite)
-    for i, v in bad:
-        a[i % n] = v
+    a = with_bad(data, dt, n, bad)
     got, want = K.max_abs(a), R.max_abs(a)
     np.testing.assert_array_equal(got, want)  # NaN above inf above every number, as np.max
     if not bad:
