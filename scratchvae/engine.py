@@ -79,7 +79,7 @@ def kernel_set(backend):
 HUGE_PAGE = 2 << 20
 
 # The sizes (parameters) from which FusedStep runs a pass in pieces on OpenBLAS' threads: below them the
-# hand-over (about 4 µs) costs more than the second core saves (docs/performance.md).
+# hand-over costs more than the second core saves (measured in docs/performance.md).
 PIECES_FROM = {"update": 1 << 17, "all_finite": 1 << 18}
 
 
