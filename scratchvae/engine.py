@@ -388,18 +388,19 @@ class Engine:
         ll, log_w = self._buf("ll", (K, N)), self._buf("log_w", (K, N))
         self._loglik(ll, x, dec)
         self.k.log_weights(log_w, ll, z, eps, enc)
-        kl = self.kl(enc)
+        recon, kl = self._sample_mean(ll), self.kl(enc)  # from the log weights' own ll, before the backward
         if grads:
             bound, dlogw = self._buf("bound", (N,)), self._buf("dlogw", (K, N))
             self.k.iwae_weights(bound, dlogw, log_w, -1.0 / N)
             ddec = self._buf("ddec", dec.shape)
-            self._loglik_grad(ll, ddec, x, dec, dlogw)
+            # the gradient kernel sums ll again in its own loop (not always to the same bits): into a scratch
+            self._loglik_grad(self._buf("ll_grad", (K, N)), ddec, x, dec, dlogw)
             dz = self._mlp_backward("dec", self._dec_saved, ddec, need_dx=True, head_db=True).reshape(K, N, J)
             denc = self._buf("denc", (N, 2 * J))
             self.k.iwae_latent_grad(denc, dz, z, dlogw)  # writes denc, adds the prior's part to dz
             self.k.reparam_backward(denc, dz, eps, std)
             self._mlp_backward("enc", enc_saved, denc, need_dx=False)
-        return log_w, self._sample_mean(ll), kl
+        return log_w, recon, kl
 
 
 class FusedStep:

@@ -111,6 +111,26 @@ def _as_ol(value, like):
     return impl
 
 
+def _ftz(v):
+    """v, or 0 where v is subnormal (0 < |v| < the smallest normal number of its type): flush to zero.
+
+    Every float a kernel stores goes through it, and every value formed from a
+    BLAS product before it is multiplied: no array of the engine holds a
+    subnormal, and no arithmetic runs on one (docs/performance.md, "Subnormal
+    numbers"). NaN and ±Inf go through. Twin: :func:`scratchvae.ops.flushed`.
+    """
+    return 0.0 if abs(v) < np.finfo(type(v)).tiny else v
+
+
+@overload(_ftz, jit_options=_HELPER)
+def _ftz_ol(v):
+    tiny = float(np.finfo(np.float32 if v == _f32 else np.float64).tiny)
+
+    def impl(v):
+        return _as(0.0, v) if abs(v) < _as(tiny, v) else v  # a NaN compares False: it goes through
+    return impl
+
+
 @intrinsic
 def _pow2_f32(typingctx, k):
     """2**k as float32 for an integral float32 k in [-126, 127], from the exponent bits."""
@@ -364,13 +384,13 @@ def _bias_act_loop_ol(h, a, b, act):
         if code == IDENTITY and _same(h, a):  # identity in place: only a += b
             for n in range(N):
                 for o in range(O):
-                    a[n, o] += b[o]
+                    a[n, o] = _ftz(a[n, o] + b[o])
             return
         for n in range(N):
             for o in range(O):
-                v = a[n, o] + b[o]
+                v = _ftz(a[n, o] + b[o])
                 a[n, o] = v
-                h[n, o] = f(v)
+                h[n, o] = _ftz(f(v))
     return impl
 
 
@@ -391,15 +411,17 @@ def _act_backward_loop_ol(da, db, dh, a, h, act):
         if _same(da, dh):  # in place: read and write one array
             for n in range(N):  # row by row, as col_sum
                 for o in range(O):
-                    v = fgrad(da[n, o], a[n, o], h[n, o])
+                    v = _ftz(fgrad(_ftz(da[n, o]), a[n, o], h[n, o]))
                     da[n, o] = v
                     db[o] += v
-            return
-        for n in range(N):
-            for o in range(O):
-                v = fgrad(dh[n, o], a[n, o], h[n, o])
-                da[n, o] = v
-                db[o] += v
+        else:
+            for n in range(N):
+                for o in range(O):
+                    v = _ftz(fgrad(_ftz(dh[n, o]), a[n, o], h[n, o]))
+                    da[n, o] = v
+                    db[o] += v
+        for o in range(O):
+            db[o] = _ftz(db[o])
     return impl
 
 
@@ -518,6 +540,8 @@ def col_sum(db, dout):
     for n in range(N):  # row by row, as NumPy sums a C array over axis 0
         for o in range(O):
             db[o] += dout[n, o]
+    for o in range(O):
+        db[o] = _ftz(db[o])
 
 
 @numba.njit(**_REDUCE)
@@ -594,8 +618,8 @@ def bernoulli_loglik(ll, x, logits, b):
         for n in range(N):
             acc = logits.dtype.type(0)
             for d in range(D):
-                acc += _bernoulli_term(x[n, d], _add(logits[l, n, d], b[d]), logits.dtype.type(0))[0]
-            ll[l, n] = acc
+                acc += _bernoulli_term(x[n, d], _ftz(_add(logits[l, n, d], b[d])), logits.dtype.type(0))[0]
+            ll[l, n] = _ftz(acc)
 
 
 @numba.njit(**_REDUCE)
@@ -624,11 +648,14 @@ def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
             s = dll[l, n]
             acc = logits.dtype.type(0)
             for d in range(D):
-                term, g = _bernoulli_term(x[n, d], _add(logits[l, n, d], b[d]), s)
+                term, g = _bernoulli_term(x[n, d], _ftz(_add(logits[l, n, d], b[d])), s)
+                g = _ftz(g)
                 acc += term
                 dlogits[l, n, d] = g
                 db[d] = _add(db[d], g)
-            ll[l, n] = acc
+            ll[l, n] = _ftz(acc)
+    for d in range(D):
+        db[d] = _ftz(db[d])
 
 
 @numba.njit(**_REDUCE)
@@ -653,8 +680,9 @@ def gaussian_loglik(ll, x, dec, b):
         for n in range(N):
             acc = zero
             for d in range(D):
-                acc += _gaussian_term(x[n, d], _add(dec[l, n, d], b[d]), _add(dec[l, n, D + d], b[D + d]), zero)[0]
-            ll[l, n] = dec.dtype.type(-0.5) * acc
+                acc += _gaussian_term(x[n, d], _ftz(_add(dec[l, n, d], b[d])), _ftz(_add(dec[l, n, D + d], b[D + d])),
+                                      zero)[0]
+            ll[l, n] = _ftz(dec.dtype.type(-0.5) * acc)
 
 
 @numba.njit(**_REDUCE)
@@ -684,13 +712,17 @@ def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
             s = dll[l, n]
             acc = dec.dtype.type(0)
             for d in range(D):
-                term, gm, gv = _gaussian_term(x[n, d], _add(dec[l, n, d], b[d]), _add(dec[l, n, D + d], b[D + d]), s)
+                term, gm, gv = _gaussian_term(x[n, d], _ftz(_add(dec[l, n, d], b[d])),
+                                              _ftz(_add(dec[l, n, D + d], b[D + d])), s)
+                gm, gv = _ftz(gm), _ftz(gv)
                 acc += term
                 ddec[l, n, d] = gm
                 ddec[l, n, D + d] = gv
                 db[d] = _add(db[d], gm)
                 db[D + d] = _add(db[D + d], gv)
-            ll[l, n] = dec.dtype.type(-0.5) * acc
+            ll[l, n] = _ftz(dec.dtype.type(-0.5) * acc)
+    for d in range(2 * D):
+        db[d] = _ftz(db[d])
 
 
 @numba.njit(**_REDUCE)
@@ -711,8 +743,8 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
         for n in range(N):
             acc = zero
             for d in range(D):
-                acc += _gaussian_term(x[n, d], _add(mean[l, n, d], b[d]), logvar_D[d], zero)[0]
-            ll[l, n] = mean.dtype.type(-0.5) * acc
+                acc += _gaussian_term(x[n, d], _ftz(_add(mean[l, n, d], b[d])), logvar_D[d], zero)[0]
+            ll[l, n] = _ftz(mean.dtype.type(-0.5) * acc)
 
 
 @numba.njit(**_REDUCE)
@@ -740,12 +772,16 @@ def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, 
             s = dll[l, n]
             acc = mean.dtype.type(0)
             for d in range(D):
-                term, gm, gv = _gaussian_term(x[n, d], _add(mean[l, n, d], b[d]), logvar_D[d], s)
+                term, gm, gv = _gaussian_term(x[n, d], _ftz(_add(mean[l, n, d], b[d])), logvar_D[d], s)
+                gm = _ftz(gm)
                 acc += term
                 dmean[l, n, d] = gm
-                dlogvar_D[d] += gv
+                dlogvar_D[d] += _ftz(gv)
                 db[d] = _add(db[d], gm)
-            ll[l, n] = mean.dtype.type(-0.5) * acc
+            ll[l, n] = _ftz(mean.dtype.type(-0.5) * acc)
+    for d in range(D):
+        dlogvar_D[d] = _ftz(dlogvar_D[d])
+        db[d] = _ftz(db[d])
 
 
 # The encoder's output layer gives one (N, 2J) array: μ in its first J columns,
@@ -777,9 +813,9 @@ def kl_grad(kl, denc, enc, scale):
         for j in range(J):
             term, gm, gv = _kl_term(enc[n, j], enc[n, J + j], s)
             acc += term
-            denc[n, j] = gm
-            denc[n, J + j] = gv
-        kl[n] = enc.dtype.type(0.5) * acc
+            denc[n, j] = _ftz(gm)
+            denc[n, J + j] = _ftz(gv)
+        kl[n] = _ftz(enc.dtype.type(0.5) * acc)
 
 
 @numba.njit(**_OPTS)
@@ -797,11 +833,11 @@ def reparam_forward(z, std, enc, eps):
     half = enc.dtype.type(0.5)
     for n in range(N):
         for j in range(J):
-            std[n, j] = _exp(half * enc[n, J + j])
+            std[n, j] = _ftz(_exp(half * enc[n, J + j]))
     for l in range(L):
         for n in range(N):
             for j in range(J):
-                z[l, n, j] = enc[n, j] + std[n, j] * eps[l, n, j]
+                z[l, n, j] = _ftz(enc[n, j] + std[n, j] * eps[l, n, j])
 
 
 @numba.njit(**_OPTS)
@@ -826,9 +862,9 @@ def reparam_backward(denc, dz, eps, std):
     for l in range(L):  # sample by sample, so the inner loop runs over j (SIMD)
         for n in range(N):
             for j in range(J):
-                g = dz[l, n, j]
-                denc[n, j] += g
-                denc[n, J + j] += g * eps[l, n, j] * (half * std[n, j])
+                g = _ftz(dz[l, n, j])
+                denc[n, j] = _ftz(denc[n, j] + g)
+                denc[n, J + j] = _ftz(denc[n, J + j] + g * eps[l, n, j] * (half * std[n, j]))
 
 
 # ------------------------------------------------ importance-weighted bound
@@ -856,7 +892,7 @@ def log_weights(log_w, ll, z, eps, enc):
             acc = z.dtype.type(0)
             for j in range(J):
                 acc += z[k, n, j] * z[k, n, j] - eps[k, n, j] * eps[k, n, j] - enc[n, J + j]
-            log_w[k, n] = ll[k, n] - half * acc
+            log_w[k, n] = _ftz(ll[k, n] - half * acc)
 
 
 @numba.njit(**_OPTS)
@@ -878,13 +914,13 @@ def iwae_weights(bound, dlogw, log_w, scale):
             m = max(m, log_w[k, n])
         total = T(0)
         for k in range(K):
-            w = _exp(log_w[k, n] - m)
+            w = _ftz(_exp(log_w[k, n] - m))
             dlogw[k, n] = w
             total += w
-        bound[n] = m + np.log(total) - np.log(T(K))
+        bound[n] = _ftz(m + np.log(total) - np.log(T(K)))
         c = T(scale) / total
         for k in range(K):
-            dlogw[k, n] *= c
+            dlogw[k, n] = _ftz(dlogw[k, n] * c)
 
 
 @numba.njit(**_OPTS)
@@ -907,9 +943,12 @@ def iwae_latent_grad(denc, dz, z, dlogw):
         for n in range(N):
             w = dlogw[k, n]
             for j in range(J):
-                dz[k, n, j] -= w * z[k, n, j]
+                dz[k, n, j] = _ftz(_ftz(dz[k, n, j]) - w * z[k, n, j])
             for j in range(J):
                 denc[n, J + j] += half * w
+    for n in range(N):
+        for j in range(J, 2 * J):
+            denc[n, j] = _ftz(denc[n, j])
 
 
 # ---------------------------------------------------------------- optimizers
@@ -939,12 +978,12 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     b1, c1, b2, c2 = T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2)
     step, r, e = T(lr / bias1), T(1.0 / np.sqrt(bias2)), T(eps)
     for i in range(p.shape[0]):
-        gi = g[i]
-        mi = m[i] * b1 + c1 * gi
-        vi = v[i] * b2 + c2 * (gi * gi)
+        gi = _ftz(g[i])
+        mi = _ftz(m[i] * b1 + c1 * gi)
+        vi = _ftz(v[i] * b2 + c2 * (gi * gi))
         m[i] = mi
         v[i] = vi
-        p[i] -= step * mi / (np.sqrt(vi) * r + e)
+        p[i] = _ftz(p[i] - step * mi / (np.sqrt(vi) * r + e))
 
 
 @numba.njit(**_OPTS)
@@ -960,9 +999,9 @@ def sgd_momentum_update(p, vel, g, lr, momentum):
     T = p.dtype.type
     mom, step = T(momentum), T(lr)
     for i in range(p.shape[0]):
-        vi = vel[i] * mom + g[i]
+        vi = _ftz(vel[i] * mom + _ftz(g[i]))
         vel[i] = vi
-        p[i] -= step * vi
+        p[i] = _ftz(p[i] - step * vi)
 
 
 @numba.njit(**_OPTS)
@@ -978,10 +1017,10 @@ def adagrad_update(p, s, g, lr, eps):
     T = p.dtype.type
     step, e = T(lr), T(eps)
     for i in range(p.shape[0]):
-        gi = g[i]
-        si = s[i] + gi * gi
+        gi = _ftz(g[i])
+        si = _ftz(s[i] + gi * gi)
         s[i] = si
-        p[i] -= step * gi / (np.sqrt(si) + e)
+        p[i] = _ftz(p[i] - step * gi / (np.sqrt(si) + e))
 
 
 KERNELS = {

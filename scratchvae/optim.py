@@ -8,26 +8,31 @@ import math
 
 import numpy as np
 
+from .ops import flushed
+
 
 # ------------------------------------------------------------------ formulas
 # Each update in place on arrays of any shape (one parameter, or all of them
 # flattened), in the arrays' dtype: Python floats are cast to it first, as
 # NumPy does with a Python scalar. The classes below apply them per parameter;
-# the fused engine applies them, or their Numba kernels, to flat arrays.
+# the fused engine applies them, or their Numba kernels, to flat arrays. The
+# gradient is read, and the state and parameters written, through
+# ops.flushed: a moment decaying where the gradient is zero ends at 0, not in
+# the subnormal numbers (docs/performance.md, "Subnormal numbers").
 
 def sgd_momentum_update(p, vel, g, lr, momentum):
     """SGD with heavy-ball momentum: vel ← momentum·vel + g,  p ← p − lr·vel."""
     T = p.dtype.type
-    vel *= T(momentum)
-    vel += g
-    p -= T(lr) * vel
+    vel[...] = flushed(vel * T(momentum) + flushed(g))
+    p[...] = flushed(p - T(lr) * vel)
 
 
 def adagrad_update(p, s, g, lr, eps):
     """Adagrad (Duchi et al. 2011): s ← s + g²,  p ← p − lr·g / (sqrt(s) + eps)."""
     T = p.dtype.type
-    s += g * g
-    p -= T(lr) * g / (np.sqrt(s) + T(eps))
+    g = flushed(g)
+    s[...] = flushed(s + g * g)
+    p[...] = flushed(p - T(lr) * g / (np.sqrt(s) + T(eps)))
 
 
 def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
@@ -39,11 +44,10 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     and one division per element.
     """
     T = p.dtype.type
-    m *= T(beta1)
-    m += T(1 - beta1) * g
-    v *= T(beta2)
-    v += T(1 - beta2) * (g * g)
-    p -= T(lr / bias1) * m / (np.sqrt(v) * T(1.0 / math.sqrt(bias2)) + T(eps))
+    g = flushed(g)
+    m[...] = flushed(m * T(beta1) + T(1 - beta1) * g)
+    v[...] = flushed(v * T(beta2) + T(1 - beta2) * (g * g))
+    p[...] = flushed(p - T(lr / bias1) * m / (np.sqrt(v) * T(1.0 / math.sqrt(bias2)) + T(eps)))
 
 
 class Optimizer:

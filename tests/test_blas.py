@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 
 from scratchvae import blas
+from tests.conftest import needs_openblas, needs_pieces
 
 
+@needs_openblas
 def test_set_then_get_the_thread_count():
     before = blas.get_threads()
-    assert isinstance(before, int) and before >= 1  # NumPy's wheels link OpenBLAS
+    assert isinstance(before, int) and before >= 1
     try:
         assert blas.set_threads(1) == 1 and blas.get_threads() == 1
         a = np.random.default_rng(0).standard_normal((64, 64))
@@ -23,6 +25,7 @@ def test_a_bad_count_is_refused(bad):
         blas.set_threads(bad)
 
 
+@needs_openblas
 def test_the_kernel_name_is_reported():
     import os
 
@@ -33,6 +36,7 @@ def test_the_kernel_name_is_reported():
         assert name.lower() == forced.lower()
 
 
+@needs_openblas
 def test_one_thread_per_call_yields_the_count_and_puts_it_back():
     before = blas.get_threads()
     try:
@@ -57,11 +61,11 @@ def test_one_thread_per_call_without_an_openblas_yields_one(monkeypatch):
         assert t == 1
 
 
+@needs_pieces
 def test_pieces_run_on_openblas_threads_and_each_piece_once():
     from scratchvae.kernels import PIECE_HEADER, PIECE_OPS, piece_routine
 
     pieces = blas.Pieces.find()
-    assert pieces is not None  # NumPy's wheels link an OpenBLAS with the entry
     before = blas.get_threads()
     try:
         blas.set_threads(2)
@@ -87,3 +91,38 @@ def test_pieces_run_on_openblas_threads_and_each_piece_once():
 def test_pieces_need_an_openblas_with_the_entry(monkeypatch):
     monkeypatch.setattr(blas, "_library", lambda: None)
     assert blas.Pieces.find() is None
+
+
+def test_idle_cpus_are_those_idle_over_half_the_window():
+    before = {0: (100, 1000), 1: (100, 1000), 2: (0, 0), 3: (5, 10)}
+    after = {0: (110, 1100), 1: (190, 1100), 2: (0, 0), 3: (5, 10)}  # 0: 10% idle; 1: 90%; 2 and 3: no ticks
+    assert blas.idle_between(before, after, {0, 1, 2, 3}) == 1
+    assert blas.idle_between(before, after, {0}) == 0  # only the CPUs this process may use count
+    assert blas.idle_between(before, {1: (150, 1100)}, {0, 1}) == 0  # 50 of 100 ticks: not over half
+    assert blas.idle_between(before, {1: (151, 1100)}, {0, 1}) == 1
+
+
+def test_idle_cpus_reads_this_machine():
+    n = blas.idle_cpus(0.05)
+    assert n is None or 0 <= n <= len(blas.usable_cpus())
+
+
+@pytest.mark.parametrize("idle,have,want", [(0, 2, 1), (1, 2, 1), (2, 2, 2), (8, 2, 2), (3, 4, 3)])
+def test_choose_threads_takes_one_per_idle_cpu(monkeypatch, idle, have, want):
+    for var in blas.THREAD_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(blas, "idle_cpus", lambda seconds=0.2: idle)
+    monkeypatch.setattr(blas, "get_threads", lambda: have)
+    n, why = blas.choose_threads()
+    assert n == want and f"{idle} of" in why
+
+
+def test_choose_threads_leaves_the_environments_choice_and_other_blases_alone(monkeypatch):
+    monkeypatch.setattr(blas, "idle_cpus", lambda seconds=0.2: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert blas.choose_threads() == (None, "as $OMP_NUM_THREADS sets them")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(blas, "_library", lambda: None)  # another BLAS: nothing to set
+    n, why = blas.choose_threads()
+    assert n is None and "not an OpenBLAS" in why

@@ -8,6 +8,7 @@ import pytest
 from scratchvae import VAE, VAEConfig
 from scratchvae.engine import Engine, FusedStep, default_backend, kernel_set
 from scratchvae.optim import make_optimizer
+from tests.conftest import needs_pieces
 
 CASES = [
     dict(likelihood="bernoulli", activation="relu", optimizer="adam"),
@@ -163,6 +164,7 @@ def train_both(steps, dtype, n_steps=3):
             step.update()
 
 
+@needs_pieces
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt_name", ["adam", "sgd", "adagrad"])
 def test_the_update_in_pieces_is_the_one_pass_bit_for_bit(two_blas_threads, opt_name, dtype):
@@ -173,6 +175,7 @@ def test_the_update_in_pieces_is_the_one_pass_bit_for_bit(two_blas_threads, opt_
         np.testing.assert_array_equal(a, b)
 
 
+@needs_pieces
 @pytest.mark.parametrize("where", [0, 6000, -1])
 def test_the_finiteness_pass_in_pieces_finds_a_nan_in_either_piece(two_blas_threads, where):
     step, _ = twin_steps("adam", "float32")
@@ -210,6 +213,7 @@ def test_gradients_finite_is_the_pass_over_the_gradient(case, objective, dtype):
     assert (False, False) in answers  # and a gradient with a NaN or Inf is never "proven"
 
 
+@needs_pieces
 def test_gradients_finite_proves_at_small_batches_and_reads_the_gradient_at_large_ones(two_blas_threads):
     step, _ = twin_steps("adam", "float32")  # 24,746 gradients
     passes = []
@@ -236,6 +240,7 @@ def test_a_forward_pass_after_the_backward_withdraws_the_proof():
     assert not engine.gradients_surely_finite()
 
 
+@needs_pieces
 def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch):
     pieced, whole = twin_steps("adam", "float32")
     calls = []
@@ -252,6 +257,7 @@ def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch)
         np.testing.assert_array_equal(a, b)
 
 
+@needs_pieces
 def test_one_blas_thread_updates_in_one_pass(two_blas_threads, monkeypatch):
     from scratchvae import blas
 
@@ -262,6 +268,7 @@ def test_one_blas_thread_updates_in_one_pass(two_blas_threads, monkeypatch):
     assert step.opt.t == 3
 
 
+@needs_pieces
 @pytest.mark.parametrize("name", ["update", "all_finite"])
 def test_small_arrays_stay_in_one_pass(two_blas_threads, monkeypatch, name):
     from scratchvae import engine
@@ -356,3 +363,65 @@ def test_without_numba_the_default_is_the_reference_backend(monkeypatch):
     assert engine.default_backend() == "reference"
     with pytest.raises(ValueError, match="--backend reference"):
         engine.kernel_set("numba")
+
+
+def subnormal_count(a):
+    a = np.asarray(a)
+    return int(((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)).sum())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("objective,optimizer,likelihood", [
+    ("elbo", dict(name="adam", beta1=0.5, beta2=0.6), "bernoulli"),
+    ("iwae", dict(name="sgd", momentum=0.5), "bernoulli"),
+    ("elbo", dict(name="adam", beta1=0.5, beta2=0.6), "gaussian"),
+])
+def test_no_subnormal_in_any_array_of_a_training_step(dtype, backend, objective, optimizer, likelihood):
+    """Half the pixels go dark after a few steps: their weights' gradients are exactly 0 from then on, and
+    the optimizer's moments decay geometrically (by β1 = 0.5 a step here, β2 = 0.6, momentum 0.5) through
+    the subnormal numbers, about 150 steps after going dark in float32 and 1,100 in float64, unless the
+    update flushes them. After every step: no subnormal in the parameters, gradients, optimizer state or any
+    buffer of the engine."""
+    opt_kw = dict(optimizer)
+    opt = make_optimizer(opt_kw.pop("name"), 0.01, **opt_kw)
+    cfg = VAEConfig(data_dim=12, latent_dim=2, hidden=(6,), likelihood=likelihood, dtype=dtype)
+    model = VAE(cfg, np.random.default_rng(0))
+    step = FusedStep(model, opt, backend=backend, objective=objective)
+    rng = np.random.default_rng(1)
+    samples = 1 if objective == "elbo" else 3
+    for i in range(1300 if dtype == "float64" else 300):
+        x = (rng.random((4, 12)) < 0.5).astype(dtype)
+        if i >= 10:
+            x[:, :6] = 0  # dark from step 10 on
+        step.forward_backward(x, model.noise(rng, 4, samples))
+        step.update()
+        arrays = {"params": step.flat_p, "grads": step.flat_g, **{f"state{j}": s for j, s in enumerate(step.flat_state)},
+                  **step.engine._buffers}
+        bad = {k: subnormal_count(a) for k, a in arrays.items() if subnormal_count(a)}
+        assert not bad, f"step {i}: subnormal numbers in {bad}"
+    dark = model.params["enc.0.W"][:6]  # the encoder's weights from the dark pixels: their moments decayed to 0
+    assert (step.opt.state[f"{step.opt.slots[0]}.enc.0.W"][:6] == 0).all() and np.isfinite(dark).all()
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_iwae_returns_numbers_of_one_kernel(backend):
+    """log_w and recon of Engine.iwae both come from the forward-only likelihood kernel, the one that
+    log_weights runs: the gradient kernel sums ll in a loop of its own, whose last bits may differ (another
+    vector width on another CPU). A gradient kernel whose ll is off by 1 must not reach what iwae returns."""
+    model = model_of(CASES[0], "float32")
+    engine = Engine(model, backend)
+    real = engine.k.bernoulli_loglik_grad
+
+    def off_by_one(ll, *args):
+        real(ll, *args)
+        ll += 1
+
+    engine.k.bernoulli_loglik_grad = off_by_one
+    rng = np.random.default_rng(6)
+    x = rng.random((5, 9)).astype(np.float32)
+    eps = model.noise(rng, 5, 4)
+    log_w, recon, _ = (a.copy() for a in engine.iwae(x, eps))
+    log_w_fwd, ll_fwd = engine.log_weights(x, engine.encode(x), eps)
+    np.testing.assert_array_equal(log_w, log_w_fwd)  # the same kernels on the same inputs: the same bits
+    np.testing.assert_array_equal(recon, ll_fwd.mean(axis=0))

@@ -8,6 +8,7 @@ from scratchvae import evaluate as E
 from scratchvae.bounds import log_mean_exp
 from scratchvae.datasets import BatchSource, load_digits
 from scratchvae.distributions import standard_normal
+from tests.conftest import needs_openblas
 
 
 def small_model(dtype="float64", **kw):
@@ -106,6 +107,7 @@ def test_an_error_on_a_helper_thread_reaches_the_caller():
         helpers.pools[0].shutdown()
 
 
+@needs_openblas
 def test_evaluate_with_two_blas_threads_matches_one():
     """evaluate shares the points out among the BLAS threads: the numbers are those of one thread, to
     float32 round-off (the sums of sgemm may differ in order), and the thread count is put back."""
