@@ -91,6 +91,72 @@ def set_threads(n):
     return int(found[1]())
 
 
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def _cpu_ticks(stat="/proc/stat"):
+    """{cpu index: (idle ticks, all ticks)} from /proc/stat (idle and iowait count as idle)."""
+    rows = {}
+    with open(stat) as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                ticks = [int(v) for v in fields[:8]]
+                rows[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return rows
+
+
+def idle_between(before, after, cpus):
+    """How many of ``cpus`` were idle over half the time between two readings of :func:`_cpu_ticks`."""
+    idle = 0
+    for cpu in set(cpus) & set(before) & set(after):
+        d_idle, d_all = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
+        idle += d_all > 0 and 2 * d_idle > d_all
+    return idle
+
+
+def usable_cpus():
+    """The CPUs this process may run on."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
+def idle_cpus(seconds=0.2):
+    """How many of the CPUs this process may run on are idle over the next ``seconds``, or None where the
+    operating system does not say (no /proc/stat)."""
+    import time
+
+    try:
+        before = _cpu_ticks()
+        time.sleep(seconds)
+        after = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return idle_between(before, after, usable_cpus())
+
+
+def choose_threads():
+    """The BLAS thread count for a command that was not given ``--threads``: (count or None, why).
+
+    The environment's choice when it makes one (OPENBLAS_NUM_THREADS or
+    OMP_NUM_THREADS); else one thread per CPU idle right now, at least one and
+    at most OpenBLAS' own count. OpenBLAS' threads wait for work by spinning:
+    a thread that has to share its CPU with another program stalls every
+    product it takes part in, and two threads on a 2-CPU machine with one CPU
+    busy were measured 5x slower than one (docs/performance.md, "Threads").
+    None: leave the BLAS as it is (no OpenBLAS here, or no /proc/stat).
+    """
+    for var in THREAD_ENV:
+        if os.environ.get(var):
+            return None, f"as ${var} sets them"
+    have = get_threads()
+    if have is None:
+        return None, "NumPy's BLAS is not an OpenBLAS this process can reach; its own settings apply"
+    idle = idle_cpus()
+    if idle is None:
+        return None, "the idle CPUs cannot be read here; OpenBLAS' own count"
+    return max(1, min(idle, have)), f"{idle} of {len(usable_cpus())} CPUs idle"
+
+
 @contextlib.contextmanager
 def one_thread_per_call():
     """Inside the block each OpenBLAS call runs on its caller's thread alone; the count is restored on exit.

@@ -191,9 +191,9 @@ def build_parser():
                    help="run folder to write; it must be empty or new unless --overwrite (default: a fresh "
                         "runs/DATE-TIME-PID, with runs/latest pointing at it; RUN_DIR with --resume)")
     t.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="BLAS threads for the matrix products (default: as the environment sets them, "
-                        "OPENBLAS_NUM_THREADS, else one per core); a resumed run should use the same count to match "
-                        "an uninterrupted one bit for bit")
+                   help="BLAS threads for the matrix products (default: as OPENBLAS_NUM_THREADS or "
+                        "OMP_NUM_THREADS set them, else one per CPU idle at the start; with --resume the count the "
+                        "run was started with, so that it matches an uninterrupted one bit for bit)")
     t.add_argument("--figures-every", type=_positive_int, default=None, metavar="N",
                    help="also write the figures after every N epochs (default: only at the end)")
     t.add_argument("--overwrite", action="store_true",
@@ -223,7 +223,8 @@ def build_parser():
                    help="the kernels the engine runs (default: $SCRATCHVAE_BACKEND, else numba)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
     e.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="BLAS threads for the matrix products (default: as the environment sets them)")
+                   help="BLAS threads for the matrix products (default: as OPENBLAS_NUM_THREADS or "
+                        "OMP_NUM_THREADS set them, else one per CPU idle at the start)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     x = sub.add_parser("export", help="write a model's weights as safetensors in the PyTorch examples VAE layout",
@@ -324,16 +325,38 @@ def _same_folder(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _recorded_threads(run_dir):
+    """The BLAS thread count recorded in a run folder's run.json, or None."""
+    import json
+
+    try:
+        with open(os.path.join(run_dir, "run.json")) as f:
+            n = json.load(f).get("blas_threads")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+
+
 def _prepare_engine(args, notice=None):
-    """--threads, and one line when numba is missing and the engine falls back to the reference kernels."""
+    """The BLAS thread count (--threads; on --resume the run's own; else :func:`scratchvae.blas.choose_threads`),
+    said in one line, and one line when numba is missing and the engine falls back to the reference kernels."""
+    from .blas import choose_threads, set_threads
     from .engine import ENV_VAR, numba_available
 
+    notice = notice or say
     if getattr(args, "threads", None):
-        from .blas import set_threads
-
         set_threads(args.threads)
+    elif getattr(args, "resume", None) and _recorded_threads(args.resume):
+        n = set_threads(_recorded_threads(args.resume))
+        notice(f"BLAS threads: {n}, as the run was started with (bit for bit the same numbers); --threads N "
+               f"to change")
+    else:
+        n, why = choose_threads()
+        if n is not None:
+            n = set_threads(n)
+            notice(f"BLAS threads: {n} ({why}; --threads N to choose)")
     if args.backend is None and not os.environ.get(ENV_VAR) and not numba_available():
-        (notice or say)("numba is not installed: running the reference kernels (readable NumPy, slower); "
+        notice("numba is not installed: running the reference kernels (readable NumPy, slower); "
                         "pip install numba for the compiled ones")
 
 

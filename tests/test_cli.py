@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from scratchvae.cli import main
+from tests.conftest import needs_openblas
 
 
 def test_gradcheck_command(capsys):
@@ -180,3 +181,29 @@ def test_without_numba_one_line_and_the_reference_kernels(tmp_path, monkeypatch,
     assert "numba is not installed: running the reference kernels" in printed
     assert "preparing the Numba kernels" not in printed
     assert json.loads((out / "run.json").read_text())["training"]["backend"] == "reference"
+
+
+@needs_openblas
+def test_the_thread_count_is_chosen_said_and_kept_on_resume(tmp_path, capsys, monkeypatch):
+    """Without --threads: one BLAS thread per idle CPU, said in one line; a resume takes the count the run was
+    started with (a run and its resume agree bit for bit only on the same count), whatever is idle then."""
+    from scratchvae import blas
+
+    before = blas.get_threads()
+    for var in blas.THREAD_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(blas, "idle_cpus", lambda seconds=0.2: 1)  # another program busy on one of two CPUs
+    monkeypatch.setattr(blas, "get_threads", lambda: 2)
+    out = tmp_path / "run"
+    try:
+        assert main(["train", "--epochs", "1", "--hidden", "8", "--latent", "2", "--no-progress",
+                     "--out", str(out)]) == 0
+        assert "BLAS threads: 1 (1 of " in capsys.readouterr().out
+        assert json.loads((out / "run.json").read_text())["blas_threads"] == 1
+        monkeypatch.setattr(blas, "idle_cpus", lambda seconds=0.2: 2)  # now idle: the run's own count all the same
+        for var in blas.THREAD_ENV:
+            monkeypatch.delenv(var, raising=False)  # set_threads exported the count for child processes
+        assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+        assert "BLAS threads: 1, as the run was started with" in capsys.readouterr().out
+    finally:
+        blas.set_threads(before)
