@@ -340,8 +340,8 @@ def _torch_one(torch, data, batch_size, n, epochs, threads, compile, seed, adam)
                           thread_control=f"torch.set_num_threads({threads})", last_loss=loss)
 
 
-def _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed, adam):
-    """Train ``model`` by Adam on ``loss_fn(x)`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
+def _torch_setup(torch, model, loss_fn, compile, adam):
+    """The optimizer of ``model``, the loss function and the optimizer step to call, compiled for ``compile``."""
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS, **TORCH_ADAM[adam])
     if compile:
         torch.compiler.reset()  # a fresh model: no stale guards, no recompile limit across batch sizes
@@ -352,7 +352,12 @@ def _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed
             opt.step()
     else:
         opt_step = opt.step
+    return opt, loss_fn, opt_step
 
+
+def _torch_fit(torch, model, loss_fn, data, batch_size, n, epochs, compile, seed, adam):
+    """Train ``model`` by Adam on ``loss_fn(x)`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
+    opt, loss_fn, opt_step = _torch_setup(torch, model, loss_fn, compile, adam)
     steps = steps_per_epoch(n, batch_size)
     order = torch.Generator().manual_seed(seed)
     seconds, loss = [], None
@@ -597,15 +602,22 @@ def _jax_one(jax, data, batch_size, n, epochs, threads, seed, control):
                           threads, jax.__version__, thread_control=control, last_loss=loss)
 
 
-def _jax_fit(jax, data, batch_size, n, epochs, seed, loss_fn):
-    """Train by Adam on ``loss_fn`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
+def _jax_initial_state(jax, seed):
+    """The training state (params, Adam's m, Adam's v, step count, key) of :func:`_jax_step_fn` from ``seed``."""
     import jax.numpy as jnp
 
     key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
     params = _jax_init(jax, init_key)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    state = (params, zeros, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros((), jnp.int32), key)
+    return params, zeros, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros((), jnp.int32), key
+
+
+def _jax_fit(jax, data, batch_size, n, epochs, seed, loss_fn):
+    """Train by Adam on ``loss_fn`` for ``epochs`` epochs; (timed epochs' seconds, last loss, steps)."""
+    import jax.numpy as jnp
+
+    state = _jax_initial_state(jax, seed)
     step = _jax_step_fn(jax, batch_size, loss_fn)
     steps = steps_per_epoch(n, batch_size)
     order = np.random.default_rng(seed)

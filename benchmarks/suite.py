@@ -1,9 +1,11 @@
-"""The benchmark suite of scratchvae: throughput, IWAE, evaluation, roofline, scaling, memory, compile, matmul.
+"""The benchmark suite of scratchvae: throughput, steady, IWAE, evaluation, roofline, scaling, memory, compile, matmul.
 
-    python -m benchmarks [--smoke] [--out DIR]        # every part; tables, JSON per part, PNG plots
+    python -m benchmarks [--smoke] [--out DIR] [--data-dir DIR]   # every part; tables, JSON per part, PNG plots
     python -m benchmarks throughput [--batch-sizes 32,128,512] [--backends numba,reference]
                                     [--dtypes float32,float64] [--peers] [--epochs N] [--rounds R]
-                                    [--n N] [--json FILE]
+                                    [--n N] [--trained-epochs N] [--data-dir DIR] [--json FILE]
+    python -m benchmarks steady [--batch-sizes 128] [--epochs 8] [--n N] [--data-dir DIR] [--peers] [--rounds R]
+                                [--json FILE]      # every epoch timed on Fashion-MNIST (benchmarks/steady.py)
     python -m benchmarks iwae [--ks 5,50] [--batch-size 128] [--n 6400] [--epochs 3] [--peers] [--rounds R]
     python -m benchmarks evaluate [--points 100] [--k 5000] [--rows-per-call 2048] [--repeats 3] [--peers]
                                   [--rounds R]
@@ -18,6 +20,29 @@ scratchvae, or a peer) runs in a fresh process once per round, and the rounds
 interleave the systems in a rotated order (:func:`interleaved_rounds`);
 samples_per_s is the median over the timed epochs of all rounds. No part
 asserts anything about speed.
+
+``--trained-epochs N`` (throughput; default 0, the fresh model above): every
+system (scratchvae's backends and dtypes as chosen, and the peers) first
+trains N epochs on the Fashion-MNIST training images (grey targets, the same
+shuffle for every system; untimed), then runs the same protocol (one untimed
+epoch, then timed ones) on the first ``--n`` Fashion-MNIST training images,
+continuing that training, so a state that slows the step (Adam's moments
+gone subnormal, issue 18) is what is timed; random binary data would give
+every pixel a gradient and wash it out in the first untimed epoch. The loops
+are those of :func:`benchmarks.steady.trained_throughput`, with each system's
+step code (scratchvae's :class:`Stepper`, :mod:`benchmarks.peers`' steps).
+Its JSON and PNG: ``throughput-trained.json`` and ``.png``. The full run
+includes it for scratchvae numba float32 and the peers at batch 32, 128 and
+512 after 2 epochs (``--smoke``: 1 epoch on the first 256), and the ``steady``
+part (:mod:`benchmarks.steady`: 8 epochs on Fashion-MNIST, every epoch timed,
+the ratio median(epochs 4-8) / min(epoch 1, 2) and the subnormal numbers in
+the trained state); both are skipped with a line when Fashion-MNIST is not
+found (``--data-dir``, then the usual folders of ``scratchvae.datasets``).
+
+Every JSON result and every printed table header names the CPU model and
+vendor (:func:`cpu_identity`: /proc/cpuinfo's "model name" and "vendor_id",
+GenuineIntel or AuthenticAMD): a dict gets "machine" (:func:`machine_info`),
+a list of rows "cpu" and "cpu_vendor" in each row.
 
 The ``iwae`` part (IWAE training, K = 5 and 50) and the ``evaluate`` part
 (IWAE-5000 evaluation in chunks of decoder rows, with its forward BLAS limit)
@@ -37,6 +62,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
     os.environ.setdefault(_v, str(THREADS))  # only effective if numpy/numba are not imported yet
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -49,7 +75,7 @@ import numpy as np  # noqa: E402
 from . import peers  # noqa: E402
 
 D, H, J = 784, 400, 20
-PARTS = ("throughput", "iwae", "evaluate", "roofline", "scaling", "memory", "compile", "matmul")
+PARTS = ("throughput", "steady", "iwae", "evaluate", "roofline", "scaling", "memory", "compile", "matmul")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -113,14 +139,27 @@ def run_epochs(stepper, data, batch_size, epochs, seed=0):
 
 
 def save_json(obj, path):
+    """Write ``obj`` as JSON, naming the CPU: a dict gets "machine" (:func:`machine_info`) unless it has it or is
+    that info itself; a list of rows gets "cpu" and "cpu_vendor" in every row."""
+    cpu, vendor = cpu_identity()
+    if isinstance(obj, dict) and "machine" not in obj and "cpu_vendor" not in obj:
+        obj = {**obj, "machine": machine_info()}
+    elif isinstance(obj, list):
+        obj = [{**r, "cpu": cpu, "cpu_vendor": vendor} if isinstance(r, dict) else r for r in obj]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
 
 
+def table_header(title):
+    """The header line of a printed table: its title and the CPU it was measured on."""
+    cpu, vendor = cpu_identity()
+    return f"\n== {title} [CPU: {cpu}, {vendor}]"
+
+
 def print_table(rows, cols, title=None):
     if title:
-        print(f"\n== {title}")
+        print(table_header(title))
     cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
@@ -134,16 +173,33 @@ def _fmt(v):
     return "" if v is None else str(v)
 
 
-def machine_info():
-    """The CPU, core count, BLAS and library versions the numbers were measured with."""
+@functools.lru_cache(maxsize=None)
+def cpu_identity():
+    """(model, vendor) of the CPU: /proc/cpuinfo's "model name" and "vendor_id" (GenuineIntel, AuthenticAMD),
+    else what the platform module says ("unknown" vendor)."""
     import platform
 
-    cpu = platform.processor() or platform.machine()
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            for line in f:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k in ("model name", "vendor_id") and k not in fields:
+                    fields[k] = v.strip()
+                if len(fields) == 2:
+                    break
+    except OSError:
         pass
+    return (fields.get("model name") or platform.processor() or platform.machine() or "unknown",
+            fields.get("vendor_id") or "unknown")
+
+
+def machine_info():
+    """The CPU (model and vendor), core count, BLAS and library versions the numbers were measured with."""
+    import platform
+
+    cpu, vendor = cpu_identity()
     blas = "unknown"
     try:
         b = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
@@ -152,9 +208,9 @@ def machine_info():
         pass
     from scratchvae.blas import core_name
 
-    info = {"cpu": cpu, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas, "blas_kernels": core_name(),
-            "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"), "python": platform.python_version(),
-            "numpy": np.__version__}
+    info = {"cpu": cpu, "cpu_vendor": vendor, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas,
+            "blas_kernels": core_name(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
+            "python": platform.python_version(), "numpy": np.__version__}
     try:
         import importlib.metadata as md
 
@@ -166,7 +222,7 @@ def machine_info():
 
 def machine_line():
     m = machine_info()
-    return (f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} threads; BLAS {m['blas']}; "
+    return (f"machine: {m['cpu']} ({m['cpu_vendor']}), {m['cpus']} CPUs, {m['threads']} threads; BLAS {m['blas']}; "
             f"kernels {m['blas_kernels']}; Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}")
 
 
@@ -210,7 +266,13 @@ def _child_throughput(spec):
     """Child process: the rows of one system at every batch size, printed as one JSON line."""
     s = json.loads(spec)
     bs, n, epochs = s["batch_sizes"], s["n"], s["epochs"]
-    if s["system"] == "scratchvae":  # prints its progress as each batch size ends
+    if s.get("trained_epochs"):  # after training on Fashion-MNIST: every system through benchmarks.steady
+        from . import steady
+
+        rows = steady.trained_throughput(s)
+        for r in rows:
+            _progress(r)
+    elif s["system"] == "scratchvae":  # prints its progress as each batch size ends
         rows = scratchvae_throughput(s["backend"], s["dtype"], bs, n, epochs, hidden=s["hidden"], latent=s["latent"])
     else:
         if s["system"] in ("pytorch-eager", "pytorch-compile"):
@@ -293,25 +355,40 @@ def ratios(rows):
 
 
 def part_throughput(batch_sizes=(32, 128, 512), backends=("numba", "reference"), dtypes=("float32", "float64"),
-                    with_peers=False, epochs=4, n=12800, rounds=3, json_path=None, plot_path=None, smoke=False):
+                    with_peers=False, epochs=4, n=12800, rounds=3, json_path=None, plot_path=None, smoke=False,
+                    trained_epochs=0, data_dir=None):
+    """Training samples/s; with ``trained_epochs`` > 0, of a model first trained that many epochs on Fashion-MNIST
+    and timed on its first ``n`` training images (:func:`benchmarks.steady.trained_throughput`)."""
     if epochs < 2:
         raise ValueError("epochs must be >= 2 (the first is warm-up)")
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
+    if trained_epochs < 0:
+        raise ValueError(f"--trained-epochs must be >= 0, got {trained_epochs}")
     common = {"batch_sizes": list(batch_sizes), "n": n, "epochs": epochs, "hidden": 64 if smoke else H,
               "latent": 8 if smoke else J}
+    trained = ""
+    if trained_epochs:
+        from . import steady
+
+        steady.find_fashion(data_dir)  # a missing data set: one line, before any child runs
+        common.update(trained_epochs=trained_epochs, data_dir=data_dir, trained_n=n if smoke else None)
+        trained = (f"; after {trained_epochs} epoch(s) of training on {f'the first {n}' if smoke else 'the'} "
+                   f"Fashion-MNIST training images (grey targets), timed on the first {n}")
     specs = [dict(common, **s) for s in throughput_systems(backends, dtypes, with_peers)]
     rows = merge_rounds(interleaved_rounds(specs, rounds))
     print(f"\n{machine_line()}")
     print_table(rows, ["system", "backend", "dtype", "batch_size", "samples_per_s"],
-                f"throughput (samples/s; median over {epochs - 1} timed epoch(s) x {rounds} interleaved round(s))")
+                f"throughput (samples/s; median over {epochs - 1} timed epoch(s) x {rounds} interleaved round(s)"
+                f"{trained})")
     rat = ratios(rows)
     if rat:
         print_table(rat, ["batch_size", "peer", "ratio_numba_over_peer"], "scratchvae-numba / peer")
     if json_path:
         save_json(rows, json_path)
     if plot_path:
-        plot_throughput(rows, plot_path)
+        plot_throughput(rows, plot_path, f"\nafter {trained_epochs} epoch(s) of training on Fashion-MNIST"
+                        if trained_epochs else "")
     return rows
 
 
@@ -331,8 +408,8 @@ def _label_log_axes(ax, xs, ylabel=lambda t: f"{t:g}"):
     ax.set_yticks([], minor=True)
 
 
-def plot_throughput(rows, path):
-    """samples/s against batch size, one line per system; bars span the rounds' medians."""
+def plot_throughput(rows, path, note=""):
+    """samples/s against batch size, one line per system; bars span the rounds' medians; ``note`` ends the title."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     keys = sorted({(r["system"], r["backend"], r["dtype"]) for r in rows})
@@ -345,7 +422,7 @@ def plot_throughput(rows, path):
         label = k[0] if k[0] != "scratchvae" else f"scratchvae {k[1]} {k[2]}"
         ax.errorbar(b, y, yerr=[lo, hi], fmt="o-", capsize=3, label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples/s",
-           title="training throughput (median; bars: range of the rounds)")
+           title=f"training throughput (median; bars: range of the rounds){note}")
     _label_log_axes(ax, sorted({r["batch_size"] for r in rows}), lambda t: f"{t / 1e3:g}k")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -909,7 +986,7 @@ def part_roofline(batch_sizes=(32, 128, 512), reps=50, rounds=3, hidden=H, laten
                     "the same on one BLAS thread (step and products alone; fraction against the one-thread products)")
     profs = [phase_profile(b, reps=reps, hidden=hidden, latent=latent) for b in batch_sizes]
     for prof in profs:
-        print(f"\n== phases of one numba step at batch {prof['batch_size']} (ms)")
+        print(table_header(f"phases of one numba step at batch {prof['batch_size']} (ms)"))
         for k in ("step_s", "forward_backward_s", "fb_matmul_and_python_s", "matmuls_alone_s", "fb_kernels_s",
                   "gradients_finite_s", "update_adam_s"):
             print(f"  {k[:-2]:24s} {1e3 * prof[k]:8.3f}")
@@ -1061,7 +1138,7 @@ def part_compile(smoke=False, json_path=None):
         warm = _run_child(["_compile", b, hid, lat], env)
     imp = _run_child(["_import"])
     res = {"cold": cold, "warm": warm, "import": imp}
-    print("\n== numba compile time (first step − steady step, subprocess, fresh NUMBA_CACHE_DIR)")
+    print(table_header("numba compile time (first step − steady step, subprocess, fresh NUMBA_CACHE_DIR)"))
     print(f"  cold: {cold['compile_s']:.3f} s   warm (cached): {warm['compile_s']:.3f} s")
     print(f"  import scratchvae: {1e3 * imp['import_s']:.1f} ms, numba in sys.modules: {imp['numba_imported']}")
     assert not imp["numba_imported"], "import scratchvae imported numba"
@@ -1176,7 +1253,9 @@ def build_parser():
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"))
     p.add_argument("--peers", action="store_true", help="also PyTorch and JAX (not with --smoke)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="rounds of the throughput, iwae, evaluate and roofline parts (default 3; 1 with --smoke)")
+                   help="rounds of the throughput, steady, iwae, evaluate and roofline parts "
+                        "(default 3; 1 with --smoke)")
+    p.add_argument("--data-dir", default=None, help="searched first for Fashion-MNIST (steady, trained throughput)")
     sub = p.add_subparsers(dest="part")
     t = sub.add_parser("throughput")
     t.add_argument("--batch-sizes", type=_csv(int), default=None)
@@ -1187,6 +1266,9 @@ def build_parser():
     t.add_argument("--rounds", type=int, default=None, dest="t_rounds",
                    help="interleaved rounds, a fresh process per system and round (default 3)")
     t.add_argument("--n", type=int, default=None)
+    t.add_argument("--trained-epochs", type=int, default=None,
+                   help="first train every system this many epochs on Fashion-MNIST, then time on its first N images")
+    t.add_argument("--data-dir", default=None, dest="t_data_dir", help="searched first for Fashion-MNIST")
     t.add_argument("--json", default=None)
     t.add_argument("--smoke", action="store_true", dest="t_smoke")
     t.add_argument("--out", default=None, dest="t_out")
@@ -1210,14 +1292,18 @@ def build_parser():
     c = sub.add_parser("check-peers", help="by hand: every peer's L_K, loss and gradient against a NumPy "
                                            "reference on shared weights and noise (needs torch and/or jax)")
     c.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
-    for name in PARTS[3:]:
+    from . import steady
+
+    steady.add_parser(sub)
+    for name in PARTS[4:]:
         s = sub.add_parser(name)
         s.add_argument("--smoke", action="store_true", dest="t_smoke")
         s.add_argument("--out", default=None, dest="t_out")
         if name == "roofline":
             s.add_argument("--rounds", type=int, default=None, dest="t_rounds",
                            help="alternating (step, products alone) rounds (default 3)")
-    for name in ("_rss", "_compile", "_import", "_throughput", "_iwae", "_evaluate"):  # internal: children of the parts
+    # internal: children of the parts
+    for name in ("_rss", "_compile", "_import", "_throughput", "_iwae", "_evaluate", "_steady"):
         s = sub.add_parser(name)
         s.add_argument("args", nargs="*")
     return p
@@ -1253,6 +1339,10 @@ def _main(args):
         return _child_iwae(*args.args)
     if part == "_evaluate":
         return _child_evaluate(*args.args)
+    if part == "_steady":
+        from . import steady
+
+        return steady.child(*args.args)
     if part == "check-peers":
         return check_peers(compile=not args.no_compile)
     smoke = args.smoke or getattr(args, "t_smoke", False)
@@ -1262,6 +1352,7 @@ def _main(args):
     rounds = next((r for r in (getattr(args, "t_rounds", None), args.rounds) if r is not None), 1 if smoke else 3)
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    data_dir = getattr(args, "t_data_dir", None) or args.data_dir
     t_start = time.perf_counter()
     parts = PARTS if part is None else (part,)
     results = {}
@@ -1269,15 +1360,26 @@ def _main(args):
         path = os.path.join(out, f"{name}.json")
         if name == "throughput":
             bs = getattr(args, "batch_sizes", None) or ([16, 32] if smoke else [32, 128, 512])
+            trained = _given(args, "trained_epochs", 0)
+            stem = "throughput-trained" if trained else "throughput"
             kw = dict(batch_sizes=bs, with_peers=with_peers,
                       epochs=getattr(args, "epochs", None) or (2 if smoke else 4),
                       n=getattr(args, "n", None) or (256 if smoke else 12800),
                       rounds=rounds,
-                      json_path=getattr(args, "json", None) or path,
-                      plot_path=os.path.join(out, "throughput.png"), smoke=smoke)
+                      json_path=getattr(args, "json", None) or os.path.join(out, f"{stem}.json"),
+                      plot_path=os.path.join(out, f"{stem}.png"), smoke=smoke)
             if part == "throughput":
-                kw.update(backends=args.backends, dtypes=args.dtypes)
+                kw.update(backends=args.backends, dtypes=args.dtypes, trained_epochs=trained, data_dir=data_dir)
             results[name] = part_throughput(**kw)
+            if part is None:  # the full run: the same after training on Fashion-MNIST (benchmarks.steady)
+                from . import steady
+
+                results["throughput-trained"] = steady.run_trained_throughput(kw, out, smoke, data_dir)
+        elif name == "steady":
+            from . import steady
+
+            results[name] = steady.run_part(args, smoke, with_peers, rounds, out, _given(args, "json", path),
+                                            data_dir, full_run=part is None)
         elif name == "iwae":
             kw = dict(ks=_given(args, "ks", [2, 5] if smoke else [5, 50]),
                       batch_size=_given(args, "batch_size", 16 if smoke else 128),

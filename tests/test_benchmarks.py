@@ -4,10 +4,29 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import peers
+from benchmarks import peers, steady
 from benchmarks.suite import IWAE_BACKEND, flop_count, main, matmul_shapes
+from scratchvae.idx import write_idx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory):
+    """A folder holding a tiny Fashion-MNIST (320 train, 20 test images of 28x28) in IDX files, as --data-dir.
+
+    Its top rows are black in every image, as Fashion-MNIST's border pixels nearly are: exact-zero gradients.
+    """
+    root = tmp_path_factory.mktemp("data")
+    d = root / "fashion-mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 320), ("t10k", 20)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        images[:, :3, :] = 0
+        write_idx(d / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+    return root
 
 
 def test_flop_count_by_hand():
@@ -24,14 +43,26 @@ def test_flop_count_by_hand():
     assert len(matmul_shapes(128)) == 11
 
 
-def test_smoke_suite(tmp_path):
-    main(["--smoke", "--out", str(tmp_path)])
+def test_smoke_suite(tmp_path, tiny_fashion):
+    main(["--smoke", "--out", str(tmp_path), "--data-dir", str(tiny_fashion)])
     rows = json.loads((tmp_path / "throughput.json").read_text())
     assert {(r["backend"], r["dtype"], r["batch_size"]) for r in rows} == {
         (b, d, n) for b in ("numba", "reference") for d in ("float32", "float64") for n in (16, 32)}
     for r in rows:
         assert r["system"] == "scratchvae"
         assert r["samples_per_s"] > 0 and len(r["epoch_samples_per_s"]) == 1
+        assert r["cpu"] and r["cpu_vendor"]  # every JSON result names the CPU
+    trained = json.loads((tmp_path / "throughput-trained.json").read_text())
+    assert {(r["system"], r["backend"], r["dtype"], r["batch_size"]) for r in trained} == {
+        ("scratchvae", "numba", "float32", n) for n in (16, 32)}
+    for r in trained:
+        assert (r["trained_epochs"], r["dataset"], r["n"], r["trained_n"]) == (1, "fashion-mnist", 256, 256)
+        assert len(r["trained_epoch_seconds"]) == 1 and len(r["epoch_samples_per_s"]) == 1
+        assert r["samples_per_s"] > 0 and r["subnormals"] >= 0 and r["cpu_vendor"]
+    st = json.loads((tmp_path / "steady.json").read_text())
+    (r,) = st["rows"]
+    assert (r["system"], r["n"], r["epochs"], len(r["epoch_seconds"]), r["ratio"]) == ("scratchvae", 256, 2, 2, None)
+    assert st["machine"]["cpu_vendor"]
     roof = json.loads((tmp_path / "roofline.json").read_text())
     for r in roof["rows"]:
         assert {"batch_size", "flops", "step_ms", "gflops", "blas_ms", "fraction"} <= set(r)
@@ -42,7 +73,7 @@ def test_smoke_suite(tmp_path):
     assert [r["batch_size"] for r in roof["one_blas_thread"]] == [r["batch_size"] for r in roof["rows"]]
     assert all(r["step_ms"] > 0 and r["blas_ms"] > 0 for r in roof["one_blas_thread"])
     scaling = json.loads((tmp_path / "scaling.json").read_text())
-    assert set(scaling) == {"batch_size", "hidden", "latent", "samples"}
+    assert set(scaling) == {"batch_size", "hidden", "latent", "samples", "machine"}
     mem = json.loads((tmp_path / "memory.json").read_text())
     assert {r["backend"] for r in mem} == {"numba", "reference"}
     for r in mem:
@@ -70,7 +101,8 @@ def test_smoke_suite(tmp_path):
     assert r["projected_test_min"] == pytest.approx(10_000 * 50 / r["samples_per_s"] / 60)
     assert -784 * np.log(2) - 50 < r["mean_bound"] < 0  # log p(x) of binary data is <= 0; untrained ≈ 784 log ½
     scaling_axes = ("batch_size", "hidden", "latent", "samples")
-    pngs = ["throughput.png", "matmul.png", "iwae.png", "evaluate.png"] + [f"scaling_{a}.png" for a in scaling_axes]
+    pngs = ["throughput.png", "throughput-trained.png", "steady.png", "matmul.png", "iwae.png", "evaluate.png"] + [
+        f"scaling_{a}.png" for a in scaling_axes]
     for name in pngs:
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
 
@@ -198,6 +230,10 @@ def test_the_peer_reference_is_scratchvaes_model():
     (["evaluate", "--rows-per-call", "3"], "rows per call must be >= the number of points (4)"),
     (["evaluate", "--repeats", "0"], "repeats must be >= 1"),
     (["evaluate", "--rounds", "0"], "--rounds must be >= 1"),
+    (["steady", "--epochs", "0"], "--epochs must be >= 1"),
+    (["steady", "--rounds", "0"], "--rounds must be >= 1"),
+    (["steady", "--batch-sizes", "300"], "batch size must be in [1, n=256]"),
+    (["throughput", "--trained-epochs", "-1"], "--trained-epochs must be >= 0"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -205,3 +241,92 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ the steady part (issue 18)
+def test_the_slowdown_ratio_is_the_median_of_epochs_4_to_8_over_the_faster_of_1_and_2():
+    assert steady.slowdown_ratio([1, 2, 9, 3, 4, 5, 6, 7]) == 5.0  # median(3, 4, 5, 6, 7) / min(1, 2)
+    assert steady.slowdown_ratio([4, 2, 0, 3, 3, 3, 3, 3, 100, 100]) == 1.5  # epochs past 8 do not count
+    assert steady.slowdown_ratio([2, 4, 9, 6, 8]) == 3.5  # only the late epochs that exist: median(6, 8) / 2
+    assert steady.slowdown_ratio([1, 2, 3]) is None and steady.slowdown_ratio([]) is None
+
+
+def test_subnormals_are_counted_between_zero_and_the_smallest_normal():
+    assert steady.count_subnormals(np.array([0, 1e-40, -1e-41, 1.0, np.nan], np.float32)) == 2
+    assert steady.count_subnormals(np.array([1e-40, -np.inf, 1e-310, -5e-324], np.float64)) == 2  # float64's tiny
+    assert steady.count_subnormals(np.array([np.finfo(np.float32).tiny, 1e-45], np.float32)) == 1
+    assert steady.count_subnormals(np.arange(3)) == 0
+    rep = steady.subnormal_report({"a": np.array([1e-40, 0], np.float32), "b": np.ones(3, np.float32)})
+    assert rep == {"subnormals": 1, "subnormals_by_array": {"a": 1}, "state_values": 5}
+
+
+def test_machine_info_names_the_cpu_vendor_and_save_json_names_the_cpu(tmp_path):
+    from benchmarks.suite import cpu_identity, machine_info, machine_line, save_json, table_header
+
+    m = machine_info()
+    assert m["cpu"] and m["cpu_vendor"] and (m["cpu"], m["cpu_vendor"]) == cpu_identity()
+    assert m["cpu_vendor"] in machine_line() and m["cpu"] in table_header("t")
+    save_json([{"x": 1}], tmp_path / "rows.json")
+    save_json({"x": 1}, tmp_path / "dict.json")
+    assert json.loads((tmp_path / "rows.json").read_text()) == [{"x": 1, "cpu": m["cpu"],
+                                                                 "cpu_vendor": m["cpu_vendor"]}]
+    assert json.loads((tmp_path / "dict.json").read_text())["machine"]["cpu_vendor"] == m["cpu_vendor"]
+
+
+def test_steady_merges_rounds_by_the_median_of_each_epoch():
+    def row(r, secs, sub):
+        return {"system": "scratchvae", "backend": "numba", "dtype": "float32", "batch_size": 128, "round": r,
+                "samples_per_epoch": 100, "epoch_seconds": secs, "ratio": steady.slowdown_ratio(secs),
+                "warmup_s": 0.1 * r, "subnormals": sub, "subnormals_by_array": {"opt/m.x": sub} if sub else {},
+                "checkpoint_subnormals": sub}
+
+    (m,) = steady.merge([row(1, [1, 2, 2, 2, 2], 0), row(2, [3, 2, 4, 6, 6], 5), row(3, [2, 1, 3, 4, 4], 0)])
+    assert m["epoch_seconds"] == [2, 2, 3, 4, 4] and m["ratio"] == 2.0  # median(4, 4) / min(2, 2)
+    assert m["round_epoch_seconds"] == [[1, 2, 2, 2, 2], [3, 2, 4, 6, 6], [2, 1, 3, 4, 4]]
+    assert m["round_ratios"] == [2.0, 3.0, 4.0] and m["rounds"] == 3 and m["warmup_s"] == pytest.approx(0.2)
+    assert (m["subnormals"], m["round_subnormals"], m["subnormals_by_array"]) == (5, [0, 5, 0], {"opt/m.x": 5})
+    assert m["checkpoint_subnormals"] == 5 and m["epoch_samples_per_s"] == [50, 50, 100 / 3, 25, 25]
+    assert steady.target([m]) == [{"batch_size": 128, "ratio": 2.0, "ratio_met": False, "checkpoint_subnormals": 5,
+                                   "no_subnormal_met": False}]
+
+
+def test_steady_smoke_times_every_epoch_of_every_round_on_an_idx_folder(tmp_path, tiny_fashion, capsys):
+    out = tmp_path / "out"
+    main(["steady", "--smoke", "--epochs", "4", "--rounds", "2", "--batch-sizes", "32,64", "--n", "192",
+          "--data-dir", str(tiny_fashion), "--out", str(out)])
+    res = json.loads((out / "steady.json").read_text())
+    assert res["machine"]["cpu_vendor"] and res["protocol"]["epochs"] == 4 and res["protocol"]["rounds"] == 2
+    assert [(r["system"], r["backend"], r["batch_size"]) for r in res["rows"]] == [
+        ("scratchvae", "numba", 32), ("scratchvae", "numba", 64)]
+    for r in res["rows"]:
+        assert (r["n"], r["dataset"], r["targets"], r["rounds"]) == (192, "fashion-mnist", "grey", 2)
+        assert r["steps_per_epoch"] == 192 // r["batch_size"] and len(r["round_epoch_seconds"]) == 2
+        assert all(len(secs) == 4 and min(secs) > 0 for secs in r["round_epoch_seconds"])
+        assert r["epoch_seconds"] == [float(np.median(c)) for c in zip(*r["round_epoch_seconds"])]
+        assert r["ratio"] == pytest.approx(r["epoch_seconds"][3] / min(r["epoch_seconds"][:2]))  # epoch 4 only
+        assert r["round_ratios"] == [pytest.approx(s[3] / min(s[:2])) for s in r["round_epoch_seconds"]]
+        assert r["warmup_s"] > 0 and len(r["round_warmup_s"]) == 2
+        assert r["subnormals"] >= 0 and r["checkpoint_subnormals"] is not None and r["state_values"] > 0
+    assert [t["batch_size"] for t in res["target"]] == [32, 64]
+    assert (out / "steady.png").read_bytes()[:8] == PNG_MAGIC
+    printed = capsys.readouterr().out
+    assert "e1" in printed and "e4" in printed and res["machine"]["cpu_vendor"] in printed
+
+
+def test_steady_and_trained_throughput_say_when_fashion_mnist_is_missing(tmp_path, monkeypatch, capsys):
+    from scratchvae import datasets
+
+    monkeypatch.setattr(datasets, "DEBIAN_DIR", str(tmp_path / "none"))
+    monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "fashion-mnist not found" in steady.data_missing(str(empty))
+    assert steady.run_trained_throughput({}, str(tmp_path), True, str(empty)) is None  # the full run goes on
+    assert "throughput after training: skipped: fashion-mnist not found" in capsys.readouterr().out
+    for argv in (["steady"], ["throughput", "--trained-epochs", "1"]):
+        with pytest.raises(SystemExit) as e:  # asked for by name: one line, exit 2
+            main([*argv, "--smoke", "--out", str(tmp_path), "--data-dir", str(empty)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "fashion-mnist not found" in err and "Traceback" not in err
