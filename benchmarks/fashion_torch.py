@@ -108,7 +108,7 @@ def main(argv=None):
     if args.epochs < 1 or args.threads < 1:
         p.error("--epochs and --threads must be >= 1")
 
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
 
     try:
         d = load_dataset("fashion-mnist", args.data_dir)

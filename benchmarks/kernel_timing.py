@@ -1,4 +1,4 @@
-"""Time each Numba kernel of scratchvae.kernels against its NumPy twin.
+"""Time each Numba kernel of scratchvae._fast.kernels against its NumPy twin.
 
     python benchmarks/kernel_timing.py              # the 784-400-20 model, batch 128, float32
     python benchmarks/kernel_timing.py --batch 512 --dtype float64
@@ -13,7 +13,7 @@ so every call sees the same data.
 ``--parallel`` times prange versions (written here, not in the library) of the
 three biggest loops against the serial kernels, at batches 32, 128 and 512, to
 decide whether ``parallel=True`` pays. It did not, on the 2-core machine this
-was written for: see the module docstring of scratchvae.kernels.
+was written for: see the module docstring of scratchvae._fast.kernels.
 """
 import argparse
 import os
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scratchvae import kernels as K  # noqa: E402
+from scratchvae._fast import kernels as K  # noqa: E402
 from scratchvae import reference as R  # noqa: E402
 
 D, H, J = 784, 400, 20

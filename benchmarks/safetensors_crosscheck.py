@@ -23,7 +23,7 @@ except ImportError:
 
 from hypothesis import HealthCheck, given, settings
 
-from scratchvae.safetensors import SafetensorsError, deserialize
+from scratchvae.io.safetensors import SafetensorsError, deserialize
 from tests.test_safetensors import HOSTILE, mutated
 
 

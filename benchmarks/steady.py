@@ -18,7 +18,7 @@ installed is left out with a line saying so):
 
 - the standard model (784-400-20, ReLU, Bernoulli likelihood on the logits,
   analytic KL, L = 1, Adam lr 1e-3, float32, 2 threads) trained on the real
-  Fashion-MNIST training images (``scratchvae.datasets.load_dataset``, all
+  Fashion-MNIST training images (``scratchvae.data.datasets.load_dataset``, all
   60,000 or the first ``--n``), pixels scaled to [0, 1] as grey targets
   exactly as the PyTorch examples VAE does (``ToTensor``: uint8 / 255 in
   float32; binary cross-entropy on the grey values, no binarization);
@@ -54,7 +54,7 @@ computed from the per-epoch medians and for each round; None with fewer than
 parameters and optimizer state at the end of training, for every system
 (scratchvae: ``model.params`` and ``opt.state``; PyTorch: parameters and
 Adam's ``exp_avg`` and ``exp_avg_sq``; JAX: parameters, m and v), and for
-scratchvae also in the checkpoint ``scratchvae.checkpoint.save_checkpoint``
+scratchvae also in the checkpoint ``scratchvae.training.checkpoint.save_checkpoint``
 writes of that state, read back. The target of issue 18, reported and never
 asserted: for scratchvae the ratio at most 1.15 and no subnormal number in a
 saved checkpoint. A table (one row per system, one column per epoch, then the
@@ -125,7 +125,7 @@ def subnormal_report(arrays):
 
 def find_fashion(data_dir=None):
     """The Fashion-MNIST files' paths; DataNotFound (a ValueError, one line) when they are nowhere."""
-    from scratchvae.datasets import find_files
+    from scratchvae.data.datasets import find_files
 
     return find_files(DATASET, data_dir)
 
@@ -136,7 +136,7 @@ def fashion_grey(data_dir=None, n=None):
     uint8 / 255 in float32, as torchvision's ``ToTensor`` (``img.float().div(255)``) does for the PyTorch
     examples VAE.
     """
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
 
     x = load_dataset(DATASET, data_dir).train_x
     if n is not None:
@@ -192,8 +192,8 @@ class Scratch:
 
     def checkpoint_subnormals(self, epoch_seconds):
         """Save the model and optimizer as ``scratchvae train`` does, read the file back, count its subnormals."""
-        from scratchvae import checkpoint
-        from scratchvae.train import TrainConfig
+        from scratchvae.training import checkpoint
+        from scratchvae.training.loop import TrainConfig
 
         m, o = self.st.model, self.st.opt
         cfg = TrainConfig(epochs=max(1, len(epoch_seconds)), batch_size=self.b, lr=o.lr, seed=self.seed,
@@ -577,7 +577,7 @@ def add_parser(sub):
 
 def data_missing(data_dir):
     """The one-line reason Fashion-MNIST cannot be read, or None when it is found."""
-    from scratchvae.datasets import DataNotFound
+    from scratchvae.data.datasets import DataNotFound
 
     try:
         find_fashion(data_dir)

@@ -59,7 +59,7 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
     from scratchvae.engine import FusedStep
 
     print(machine_line())

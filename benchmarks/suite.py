@@ -37,7 +37,7 @@ includes it for scratchvae numba float32 and the peers at batch 32, 128 and
 part (:mod:`benchmarks.steady`: 8 epochs on Fashion-MNIST, every epoch timed,
 the ratio median(epochs 4-8) / min(epoch 1, 2) and the subnormal numbers in
 the trained state); both are skipped with a line when Fashion-MNIST is not
-found (``--data-dir``, then the usual folders of ``scratchvae.datasets``).
+found (``--data-dir``, then the usual folders of ``scratchvae.data.datasets``).
 
 Every JSON result and every printed table header names the CPU model and
 vendor (:func:`cpu_identity`: /proc/cpuinfo's "model name" and "vendor_id",
@@ -206,7 +206,7 @@ def machine_info():
         blas = f"{b.get('name')} {b.get('version')} ({b.get('openblas configuration', '').strip()})"
     except Exception:  # show_config's layout is not a stable API
         pass
-    from scratchvae.blas import core_name
+    from scratchvae._fast.blas import core_name
 
     info = {"cpu": cpu, "cpu_vendor": vendor, "cpus": os.cpu_count(), "threads": THREADS, "blas": blas,
             "blas_kernels": core_name(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
@@ -448,12 +448,12 @@ def scratchvae_iwae_stepper(batch_size, k, dtype="float32", seed=0):
 def scratchvae_iwae_evaluate(model, x, k, rows_per_call, seed=0):
     """L_K per data point, (N,), with K = ``k`` samples drawn in chunks of at most ``rows_per_call`` decoder rows.
 
-    :func:`scratchvae.evaluate.importance_bound` on the engine, with the helper
-    threads of ``scratchvae.evaluate.evaluate``: a streaming log-sum-exp over
+    :func:`scratchvae.training.evaluate.importance_bound` on the engine, with the helper
+    threads of ``scratchvae.training.evaluate.evaluate``: a streaming log-sum-exp over
     the chunks, so memory is bounded by one chunk; the noise comes from
     ``np.random.default_rng(seed)``.
     """
-    from scratchvae.evaluate import helpers, importance_bound
+    from scratchvae.training.evaluate import helpers, importance_bound
 
     x = model.check_data(x)
     with helpers(model, IWAE_BACKEND) as threads:
@@ -952,7 +952,7 @@ def _one_blas_thread_rows(batch_sizes, reps, rounds, hidden, latent):
     The comparison that separates the products from the host's slow spells:
     on one thread the step's time stays put (docs/performance.md).
     """
-    from scratchvae import blas
+    from scratchvae._fast import blas
 
     before = blas.get_threads()
     if before is None:
@@ -1113,7 +1113,7 @@ def part_memory(smoke=False, json_path=None):
 
 # ------------------------------------------------------------------ compile
 def _child_compile(batch_size, hidden, latent):
-    st = Stepper("numba", batch_size, hidden=hidden, latent=latent)  # scratchvae.kernels imported here
+    st = Stepper("numba", batch_size, hidden=hidden, latent=latent)  # scratchvae._fast.kernels imported here
     x = peers.binary_data(batch_size)
     t0 = time.perf_counter()
     st.step(x)

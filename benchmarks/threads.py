@@ -5,7 +5,7 @@
 For each scenario (``idle``: nothing else running; ``busy``: one other
 process keeping one CPU busy, a pure-Python loop, as a compile or a browser
 tab would) and each thread count (``1``, ``2``, ``default``: no ``--threads``,
-so :func:`scratchvae.blas.choose_threads` decides), runs
+so :func:`scratchvae._fast.blas.choose_threads` decides), runs
 ``scratchvae train --dataset fashion-mnist --preset pytorch-example`` in a
 fresh process for ``--epochs`` epochs and reads the seconds of each epoch from
 its metrics.jsonl. The scenarios and counts interleave within each round;

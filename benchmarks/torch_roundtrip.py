@@ -52,7 +52,7 @@ try:
 except ImportError:
     st_numpy = st_torch = None
 
-from scratchvae import safetensors as scratch_st
+from scratchvae.io import safetensors as scratch_st
 
 
 class VAE(nn.Module):
@@ -118,8 +118,8 @@ def load_state_dict_file(path):
 
 
 def part_a(args, dataset, out):
-    from scratchvae.datasets import load_dataset
-    from scratchvae.train import load_checkpoint
+    from scratchvae.data.datasets import load_dataset
+    from scratchvae.training.loop import load_checkpoint
 
     print("\n(a) scratchvae -> PyTorch")
     run = os.path.join(out, "scratch")
@@ -158,7 +158,7 @@ def part_a(args, dataset, out):
 
 
 def part_b(args, dataset, out):
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
 
     print("\n(b) PyTorch -> scratchvae")
     d = load_dataset(dataset, args.data_dir)
@@ -245,7 +245,7 @@ def main(argv=None):
     if args.without_package:
         global st_numpy, st_torch
         st_numpy = st_torch = None
-    from scratchvae.datasets import DataNotFound, load_dataset
+    from scratchvae.data.datasets import DataNotFound, load_dataset
 
     dataset = args.dataset
     if dataset == "auto":

@@ -1,7 +1,7 @@
 """log p(x) = ELBO + KL( q ‖ p(z|x) ) (eq.13), on a model whose evidence is exact.
 
 Part 1, the identity. For a linear-Gaussian model
-(:class:`scratchvae.exact.LinearGaussian`: z ~ N(0, I), x|z ~ N(W z + b, s² I))
+(:class:`scratchvae.testing.exact.LinearGaussian`: z ~ N(0, I), x|z ~ N(W z + b, s² I))
 the evidence, the posterior and the ELBO of any Gaussian q are closed-form. We
 move q along a straight line from a poor Gaussian, the prior N(0, I) that
 ignores x, to the exact posterior N(μ, Σ):
@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 from scratchvae import VAE, VAEConfig, make_optimizer
-from scratchvae.exact import LinearGaussian
+from scratchvae.testing.exact import LinearGaussian
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 

@@ -8,15 +8,15 @@ encoder's variances σ² = e^v shrink toward 0 and q(z|x) tends to a point mass
 Gaussian (eq.18) near the prior N(0, I) (eq.19).
 
 We train the same VAE twice on the shipped digits with
-:func:`scratchvae.train.train`: once with the KL weight beta = 0 (the
+:func:`scratchvae.training.loop.train`: once with the KL weight beta = 0 (the
 reconstruction term only; not a bound) and once with beta = 1 (the ELBO).
 For each we report, on the test split:
 
 - the encoder variances e^v (mean and median over points and dimensions);
 - the KL of each latent dimension, averaged over points
-  (:func:`scratchvae.diagnostics.kl_per_dimension`, eq.17 with eq.19);
+  (:func:`scratchvae.training.diagnostics.kl_per_dimension`, eq.17 with eq.19);
 - the active units A_u = Cov_x( E_q[u] ) > 0.01 of Burda et al. 2015
-  (:func:`scratchvae.diagnostics.active_units`);
+  (:func:`scratchvae.training.diagnostics.active_units`);
 - the test ELBO, reconstruction and KL (nats per data point, beta = 1 values
   for both runs), and the ELBO as bits per pixel.
 
@@ -36,10 +36,10 @@ import sys
 import numpy as np
 
 from scratchvae import VAE, VAEConfig
-from scratchvae.datasets import BatchSource, load_digits
-from scratchvae.diagnostics import ACTIVE_UNIT_THRESHOLD, active_units, bits_per_dim, encoder_stats, kl_per_dimension
-from scratchvae.evaluate import EVAL_SEED
-from scratchvae.train import TrainConfig, train
+from scratchvae.data.datasets import BatchSource, load_digits
+from scratchvae.training.diagnostics import ACTIVE_UNIT_THRESHOLD, active_units, bits_per_dim, encoder_stats, kl_per_dimension
+from scratchvae.training.evaluate import EVAL_SEED
+from scratchvae.training.loop import TrainConfig, train
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 BETAS = (0.0, 1.0)

@@ -6,7 +6,7 @@ The steps from eq.5 to eq.6 and eq.13 of docs/MATH.md, with numbers:
    above the curve, so f(E[x]) ≤ E[f(x)]. Flipping the sign, log E[x] ≥ E[log x]
    for the concave log, which is the step from eq.5 to eq.6.
 2. The same inequality on a model whose evidence is exact
-   (:class:`scratchvae.exact.LinearGaussian`) with a deliberately imperfect
+   (:class:`scratchvae.testing.exact.LinearGaussian`) with a deliberately imperfect
    diagonal q(z|x): the importance weights w = p(x, z) / q(z|x), z ~ q, satisfy
    log E[w] = log p(x) (eq.5) and E[log w] = ELBO (eq.6), and their difference,
    the Jensen gap, is exactly KL( q ‖ p(z|x) ) (eq.13).
@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 from scratchvae.bounds import elbo_from_log_weights, iwae_bound
-from scratchvae.exact import LinearGaussian
+from scratchvae.testing.exact import LinearGaussian
 from scratchvae.distributions import log_normal
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")

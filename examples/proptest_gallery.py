@@ -1,4 +1,4 @@
-"""A gallery of classic ELBO bugs, each caught by ``scratchvae.proptest`` with a shrunk counterexample.
+"""A gallery of classic ELBO bugs, each caught by ``scratchvae.testing.proptest`` with a shrunk counterexample.
 
 An ELBO and an importance-weighted bound are written here from scratch in
 plain NumPy, independently of scratchvae's own code, following the kit's
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from scratchvae import proptest
+from scratchvae.testing import proptest
 
 LOG_2PI = np.log(2 * np.pi)
 

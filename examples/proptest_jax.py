@@ -1,4 +1,4 @@
-"""Property-test a JAX ELBO with ``scratchvae.proptest``: the adapter, and the gradient from ``jax.grad``.
+"""Property-test a JAX ELBO with ``scratchvae.testing.proptest``: the adapter, and the gradient from ``jax.grad``.
 
 The kit hands over NumPy arrays and takes back one estimate per data point;
 JAX takes NumPy arrays as they are and its arrays go back through
@@ -23,7 +23,7 @@ except ImportError:
 else:
     jax.config.update("jax_enable_x64", True)
 
-from scratchvae import proptest
+from scratchvae.testing import proptest
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -1,4 +1,4 @@
-"""Property-test a PyTorch ELBO with ``scratchvae.proptest``: the adapter in a dozen lines.
+"""Property-test a PyTorch ELBO with ``scratchvae.testing.proptest``: the adapter in a dozen lines.
 
 The kit hands over NumPy arrays (the data, the noise, a linear VAE's
 parameters) and takes back one estimate per data point; here they become
@@ -22,7 +22,7 @@ try:
 except ImportError:
     torch = None
 
-from scratchvae import proptest
+from scratchvae.testing import proptest
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -4,7 +4,7 @@
 importance-weighted bound L_K (Burda et al. 2015) and the ELBO (eq.6, eq.15)
 as two reductions of the same log importance weights
 log w_k = log p(x, z_k) − log q(z_k|x). The models whose evidence is exact,
-against which these are tested, are in :mod:`scratchvae.exact`.
+against which these are tested, are in :mod:`scratchvae.testing.exact`.
 
 Everything is float64 NumPy; nothing here touches global random state.
 

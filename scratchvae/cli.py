@@ -106,7 +106,7 @@ def train_defaults():
     import dataclasses
 
     from .model import VAEConfig
-    from .train import TrainConfig
+    from .training.loop import TrainConfig
 
     vae = {f.name: f.default for f in dataclasses.fields(VAEConfig)}
     tc = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -124,11 +124,11 @@ def _show(value):
 
 
 def build_parser():
-    from .datasets import BINARIZATIONS, LOADERS
+    from .data.datasets import BINARIZATIONS, LOADERS
     from .model import DTYPES, GAUSSIAN_VARIANCES, LIKELIHOODS
     from .ops import ACTIVATIONS
     from .optim import OPTIMIZERS
-    from .presets import PRESETS
+    from .training.presets import PRESETS
 
     p = Parser(prog="scratchvae", description="A variational autoencoder with hand-written gradients.")
     p.add_argument("--version", action="version", version=f"%(prog)s {sys.modules[__package__].__version__}")
@@ -139,7 +139,7 @@ def build_parser():
                        description="Train a VAE; writes metrics.jsonl, model.npz, train.log, run.json and PNG "
                                    "figures to --out. All ELBO numbers are nats per data point. Options given "
                                    "explicitly override a preset's values. The defaults are the field defaults of "
-                                   "scratchvae.model.VAEConfig and scratchvae.train.TrainConfig (the digits demo).")
+                                   "scratchvae.model.VAEConfig and scratchvae.training.loop.TrainConfig (the digits demo).")
 
     defaults = train_defaults()
 
@@ -246,7 +246,7 @@ def build_parser():
     i.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
 
     pt = sub.add_parser("proptest", help="property-test anyone's ELBO or IWAE bound against exact-evidence models",
-                        description="Runs the properties of scratchvae.proptest (eq.13, eq.14, eq.20, the IWAE "
+                        description="Runs the properties of scratchvae.testing.proptest (eq.13, eq.14, eq.20, the IWAE "
                                     "bound) on FUNCTION(x, eps, params) -> one estimate per data point, and prints "
                                     "each property's verdict with the shrunk counterexample; exits 1 when any "
                                     "fails. See docs/proptest.md.")
@@ -304,7 +304,7 @@ def build_parser():
 
 def train_options(args):
     """Resolve the training options: explicit > preset > defaults. Returns a dict keyed like :func:`train_defaults`."""
-    from .presets import PRESETS
+    from .training.presets import PRESETS
 
     defaults = train_defaults()
     given = {k: getattr(args, k) for k in defaults if getattr(args, k) is not None}
@@ -338,9 +338,9 @@ def _recorded_threads(run_dir):
 
 
 def _prepare_engine(args, notice=None):
-    """The BLAS thread count (--threads; on --resume the run's own; else :func:`scratchvae.blas.choose_threads`),
+    """The BLAS thread count (--threads; on --resume the run's own; else :func:`scratchvae._fast.blas.choose_threads`),
     said in one line, and one line when numba is missing and the engine falls back to the reference kernels."""
-    from .blas import choose_threads, set_threads
+    from ._fast.blas import choose_threads, set_threads
     from .engine import ENV_VAR, numba_available
 
     notice = notice or say
@@ -363,11 +363,11 @@ def _prepare_engine(args, notice=None):
 def cmd_train(args):
     import numpy as np
 
-    from .checkpoint import check_model_size
-    from .datasets import load_dataset
+    from .training.checkpoint import check_model_size
+    from .data.datasets import load_dataset
     from .model import VAE, VAEConfig
-    from .runs import fresh_run_dir, point_latest
-    from .train import TrainConfig, check_run_size, load_checkpoint, train
+    from .training.runs import fresh_run_dir, point_latest
+    from .training.loop import TrainConfig, check_run_size, load_checkpoint, train
 
     progress = not args.no_progress and sys.stderr.isatty()
     _prepare_engine(args)
@@ -418,7 +418,7 @@ def cmd_train(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import TOLERANCE, format_table, run_all
+    from .testing.gradcheck import TOLERANCE, format_table, run_all
 
     results = run_all(args.seed)
     print(format_table(results))
@@ -428,9 +428,9 @@ def cmd_gradcheck(args):
 def cmd_evaluate(args):
     import json
 
-    from .datasets import load_dataset
-    from .evaluate import evaluate
-    from .train import load_checkpoint
+    from .data.datasets import load_dataset
+    from .training.evaluate import evaluate
+    from .training.loop import load_checkpoint
 
     _prepare_engine(args, notice=lambda line: print(f"scratchvae: {line}", file=sys.stderr))
     model, _, state = load_checkpoint(args.model)
@@ -446,7 +446,7 @@ def cmd_evaluate(args):
 
 
 def cmd_datasets(args):
-    from .datasets import ENV_VAR, FILES, DataNotFound, find_files
+    from .data.datasets import ENV_VAR, FILES, DataNotFound, find_files
 
     if args.action == "list":
         print("digits: shipped inside the package (UCI optical digits, 8x8, 1,797 images)")
@@ -457,7 +457,7 @@ def cmd_datasets(args):
                 where = f"not found (scratchvae datasets download {name})"
             print(f"{name}: {where}")
         return 0
-    from .download import download_dataset
+    from .data.download import download_dataset
 
     base = args.data_dir or os.environ.get(ENV_VAR) or os.path.join(os.path.expanduser("~"), ".cache", "scratchvae")
     paths = download_dataset(args.name, os.path.join(base, args.name), base_url=args.base_url,
@@ -468,7 +468,7 @@ def cmd_datasets(args):
 
 
 def cmd_export(args):
-    from .interop import export_checkpoint
+    from .training.transfer import export_checkpoint
 
     out = args.out or os.path.splitext(args.model)[0] + ".safetensors"
     tensors = export_checkpoint(args.model, out)
@@ -478,7 +478,7 @@ def cmd_export(args):
 
 
 def cmd_import(args):
-    from .interop import import_checkpoint
+    from .training.transfer import import_checkpoint
 
     model, dataset, notes = import_checkpoint(args.file, args.out, args.dataset, args.data_dir)
     for note in notes:
@@ -490,7 +490,7 @@ def cmd_import(args):
 
 
 def _need_matplotlib(command):
-    from . import plots
+    from .training import plots
 
     if not plots.available():
         raise UsageError(f"scratchvae {command}: error: figures need matplotlib: pip install matplotlib")
@@ -499,7 +499,7 @@ def _need_matplotlib(command):
 def cmd_sample(args):
     import numpy as np
 
-    from .train import load_checkpoint
+    from .training.loop import load_checkpoint
 
     model, _, state = load_checkpoint(args.model)
     out = args.out
@@ -515,8 +515,8 @@ def cmd_sample(args):
         np.savez(args.npz, z=z, x=x)
         print(f"wrote {args.npz}: z {list(z.shape)}, x {list(x.shape)} ({what})")
     if out is not None:
-        from .datasets import image_shape_of
-        from .plots import sample_grid
+        from .data.datasets import image_shape_of
+        from .training.plots import sample_grid
 
         sample_grid(out, x, image_shape_of(state.get("dataset"), model.config.data_dim),
                     f"{args.n} samples: {what}, z ~ N(0, I), seed {args.seed}")
@@ -525,9 +525,9 @@ def cmd_sample(args):
 
 
 def cmd_plot(args):
-    from .datasets import BatchSource, load_dataset
-    from .plots import traversal, write_run_figures
-    from .train import load_checkpoint
+    from .data.datasets import BatchSource, load_dataset
+    from .training.plots import traversal, write_run_figures
+    from .training.loop import load_checkpoint
 
     _need_matplotlib("plot")
     model, _, state = load_checkpoint(os.path.join(args.run, "model.npz"))
@@ -547,7 +547,7 @@ def cmd_plot(args):
 
 def cmd_proptest(args):
     try:
-        from . import proptest
+        from .testing import proptest
     except ImportError as e:
         if (e.name or "").split(".")[0] != "hypothesis":
             raise
@@ -573,9 +573,9 @@ def _one_line(e):
 
 
 def main(argv=None):
-    from .checkpoint import CheckpointError
-    from .runs import RunFolderError, RunFolderRefused
-    from .train import TrainingDiverged, TrainingFailed, TrainingInterrupted
+    from .training.checkpoint import CheckpointError
+    from .training.runs import RunFolderError, RunFolderRefused
+    from .training.loop import TrainingDiverged, TrainingFailed, TrainingInterrupted
 
     try:
         args = build_parser().parse_args(argv)

@@ -69,7 +69,7 @@ def gaussian_kl_diag_terms(mu0, logvar0, mu1=None, logvar1=None):
     """KL( N(μ0, e^{v0}) ‖ N(μ1, e^{v1}) ) per dimension, elementwise with broadcasting.
 
     The one home of the diagonal-Gaussian KL: :func:`gaussian_kl_forward`,
-    :func:`gaussian_kl_per_dim` and :func:`scratchvae.exact.gaussian_kl_diag`
+    :func:`gaussian_kl_per_dim` and :func:`scratchvae.testing.exact.gaussian_kl_diag`
     all reduce this.
 
     Parameters

@@ -10,7 +10,7 @@ kernel set of :data:`KERNEL_SETS`:
 - ``"reference"``: :mod:`scratchvae.reference`, each kernel written with the
   readable ops of :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
   :mod:`scratchvae.optim`; no Numba;
-- ``"numba"``: :mod:`scratchvae.kernels`, the same kernels compiled.
+- ``"numba"``: :mod:`scratchvae._fast.kernels`, the same kernels compiled.
 
 Either way every matrix product goes through BLAS into a preallocated buffer
 (``np.matmul(..., out=...)``), and the buffers of the activations and their
@@ -19,9 +19,9 @@ gradients are allocated on first use and reused, their views cached by shape.
 :class:`FusedStep` adds the optimizer: parameters, gradients and the
 optimizer's moments packed into flat arrays (``model.params`` become views),
 so the update is one pass; the flat arrays are cut from one allocation backed
-by huge pages where the kernel allows (:func:`_arena`). With the numba kernels
+by huge pages where the kernel allows (:func:`scratchvae._fast.arena.arena`). With the numba kernels
 and an OpenBLAS of more than one thread, that pass is cut into one piece per
-thread and run by OpenBLAS' own threads (:class:`scratchvae.blas.Pieces`).
+thread and run by OpenBLAS' own threads (:class:`scratchvae._fast.blas.Pieces`).
 Before it, the step makes sure every gradient is finite: at small batches by
 a bound from the products' inputs (:meth:`Engine.gradients_surely_finite`),
 else by a pass over the gradient, in pieces too.
@@ -39,6 +39,7 @@ import types
 
 import numpy as np
 
+from ._fast.arena import arena
 from .ops import ACTIVATION_CODES
 
 BACKENDS = ("numba", "reference")
@@ -70,48 +71,15 @@ def kernel_set(backend):
         if not numba_available():
             raise ValueError("the numba backend needs numba, which is not installed; "
                              "--backend reference runs the same engine with the readable kernels")
-        from .kernels import KERNELS
+        from ._fast.kernels import KERNELS
     else:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     return types.SimpleNamespace(**KERNELS)
 
 
-HUGE_PAGE = 2 << 20
-
 # The sizes (parameters) from which FusedStep runs a pass in pieces on OpenBLAS' threads: below them the
 # hand-over costs more than the second core saves (measured in docs/performance.md).
 PIECES_FROM = {"update": 1 << 17, "all_finite": 1 << 18}
-
-
-def _arena(count, size, dtype):
-    """``count`` zeroed 1-D arrays of ``size`` elements, cut from one allocation, each 64-byte aligned.
-
-    Parameters, gradients and moments are streamed every step (28 bytes per
-    parameter in the Adam pass). When the arrays take 2 MiB or more together,
-    the allocation is an anonymous private memory map, 2 MiB aligned and
-    advised ``MADV_HUGEPAGE`` where the platform has it, so the kernel can back
-    it with transparent huge pages (5 TLB entries for the standard model's
-    10.4 MB instead of about 2,550; what that buys: docs/performance.md).
-    """
-    import mmap
-
-    itemsize = np.dtype(dtype).itemsize
-    stride = -(-size * itemsize // 64) * 64  # bytes per array, rounded up to 64
-    nbytes = count * stride
-    advise = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advise is None or nbytes < HUGE_PAGE:
-        raw = np.zeros(nbytes + 64, np.uint8)
-        start = -raw.ctypes.data % 64
-    else:
-        span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE  # whole huge pages
-        buf = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # zero-filled
-        raw = np.frombuffer(buf, np.uint8)
-        start = -raw.ctypes.data % HUGE_PAGE
-        try:
-            buf.madvise(advise, start, span)
-        except OSError:  # e.g. a kernel built without transparent huge pages: plain pages then
-            pass
-    return [raw[start + i * stride:start + i * stride + size * itemsize].view(dtype) for i in range(count)]
 
 
 class Engine:
@@ -334,7 +302,7 @@ class Engine:
         -----
         A weight gradient is xᵀ dout, a sum over the R rows of x (R, I) and
         dout (R, O): |∂W| ≤ R·max|x|·max|dout|, and the bias gradient
-        |∂b| ≤ R·max|dout|, both under :func:`~scratchvae.kernels.product_bound`.
+        |∂b| ≤ R·max|dout|, both under :func:`~scratchvae._fast.kernels.product_bound`.
         Rounding makes a sum of R terms at most (1 + u)^R times larger (u the
         unit roundoff), under 2 while R·u ≤ 1/2; so with the bound finite and
         under half the largest float, no gradient can be NaN or ±Inf. The
@@ -428,7 +396,7 @@ class FusedStep:
         names = list(m.params)
         total = sum(m.params[k].size for k in names)
         slots = self.opt.slots
-        flats = _arena(2 + len(slots), total, dt)
+        flats = arena(2 + len(slots), total, dt)
         self.flat_p, self.flat_g = flats[0], flats[1]
         self.grads, offset = {}, 0
         views = {}
@@ -453,18 +421,18 @@ class FusedStep:
         """What :meth:`_run_in_pieces` needs (the numba backend on an OpenBLAS of its kind), or None."""
         if self.engine.backend != "numba":
             return None
-        from .blas import Pieces
+        from ._fast.blas import Pieces
 
         blas = Pieces.find()
         if blas is None:
             return None
-        from .kernels import PIECE_HEADER, PIECE_OPS, piece_routine
+        from ._fast.pieces import PIECE_HEADER, PIECE_OPS, piece_routine
 
         p, size = self.flat_p, self.flat_p.itemsize
         stride = (self.flat_g.ctypes.data - p.ctypes.data) // size
         rows = [p, self.flat_g, *self.flat_state]
         if any(a.ctypes.data != p.ctypes.data + i * stride * size for i, a in enumerate(rows)):
-            return None  # not laid out as _arena cuts them
+            return None  # not laid out as arena cuts them
         header = np.zeros(PIECE_HEADER)
         header[1:3] = len(rows), stride
         return types.SimpleNamespace(blas=blas, ops=PIECE_OPS, routine=piece_routine(p.dtype), header=header,
@@ -472,7 +440,7 @@ class FusedStep:
 
     def _run_in_pieces(self, name, args=()):
         """Kernel ``name`` (an optimizer update or all_finite) over the flat arrays, cut into one piece per
-        BLAS thread and run on OpenBLAS' threads (:class:`scratchvae.blas.Pieces`): the same elementwise
+        BLAS thread and run on OpenBLAS' threads (:class:`scratchvae._fast.blas.Pieces`): the same elementwise
         formulas, so the same bits as one pass. Returns None where it does not run so (one BLAS thread, another
         BLAS, the reference backend, fewer parameters than :data:`PIECES_FROM` names), else all_finite's
         answer (True for an update)."""

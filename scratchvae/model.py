@@ -232,7 +232,7 @@ class VAE:
         The methods below use the reference kernels (readable NumPy, no Numba)
         and return fresh arrays; training and evaluation use the backend they are given.
         ``thread`` > 0 gives another engine with buffers of its own, for a worker
-        thread of :func:`scratchvae.evaluate.importance_bound`.
+        thread of :func:`scratchvae.training.evaluate.importance_bound`.
         """
         key = backend if thread == 0 else (backend, thread)
         eng = self._engines.get(key)

@@ -1,10 +1,10 @@
-"""The reference kernel set: each kernel of :mod:`scratchvae.kernels` written with the readable ops.
+"""The reference kernel set: each kernel of :mod:`scratchvae._fast.kernels` written with the readable ops.
 
 The engine (:mod:`scratchvae.engine`) runs the one forward and backward of the
 VAE with a *kernel set*: a table from kernel names to functions that take
 their outputs first and fill them in place. This module is the readable set,
 built from :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
-:mod:`scratchvae.optim`, with no Numba; :mod:`scratchvae.kernels` is the
+:mod:`scratchvae.optim`, with no Numba; :mod:`scratchvae._fast.kernels` is the
 compiled set with the same names and signatures. ``tests/test_kernels.py``
 asserts that the two agree, kernel by kernel.
 
@@ -143,7 +143,8 @@ def log_weights(log_w, ll, z, eps, enc):
 
 def iwae_weights(bound, dlogw, log_w, scale):
     """bound = log (1/K) Σ_k w_k per point; dlogw = scale · w_k / Σ_j w_j, the normalized weights."""
-    bound[...] = flushed(bounds.log_sum_exp(log_w, axis=0) - np.log(log_w.shape[0]))  # NaN goes through
+    bound[...] = bounds.log_sum_exp(log_w, axis=0) - np.log(log_w.shape[0])  # NaN goes through
+    bound[...] = flushed(bound)  # in the outputs' dtype
     shifted = flushed(np.exp(log_w - log_w.max(axis=0)))
     dlogw[...] = flushed(scale * (shifted / shifted.sum(axis=0)))
 

@@ -4,6 +4,8 @@ deadline=None everywhere: the first call of a Numba kernel compiles it.
 """
 import os
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -18,7 +20,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 # threads); NumPy built on Accelerate, MKL or a distribution's BLAS may not: there these tests skip, and
 # tests/test_engine.py shows the engine working without them (one pass, the thread count left alone).
 def _openblas():
-    from scratchvae import blas
+    from scratchvae._fast import blas
 
     return blas.get_threads() is not None, blas.Pieces.find() is not None
 

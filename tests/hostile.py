@@ -108,7 +108,7 @@ def strict_json_lines(path):
 
 # -------------------------------------------------------------- checkpoints
 def _header_and_arrays(path):
-    from scratchvae import checkpoint
+    from scratchvae.training import checkpoint
 
     header, arrays = checkpoint.load(path)
     return {k: header[k] for k in ("architecture", "optimizer", "training")}, arrays
@@ -181,7 +181,7 @@ def _refused_everywhere(tmp, folder, message=None):
 
 
 def _rewrite(folder, header, arrays):
-    from scratchvae import checkpoint
+    from scratchvae.training import checkpoint
 
     checkpoint.save(os.path.join(folder, "model.npz"), header, arrays)
 
@@ -276,7 +276,7 @@ def _zip_bomb(tmp):
         z.writestr("bomb.npy", b"\0" * 1024)
     _patch_declared_size(path, "bomb.npy", 3 * 2**30)
     with mock.patch("zipfile.ZipFile.open", side_effect=AssertionError("decompressed")) as opened:
-        from scratchvae.checkpoint import CheckpointError, load_checkpoint
+        from scratchvae.training.checkpoint import CheckpointError, load_checkpoint
         try:
             load_checkpoint(path)
         except CheckpointError:
@@ -405,7 +405,7 @@ def _control(tmp):
 
 # -------------------------------------------------------------- data files
 def _mnist_files(folder, n_train=3, n_test=2):
-    from scratchvae.idx import write_idx
+    from scratchvae.data.idx import write_idx
 
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -423,8 +423,8 @@ def _idx_bytes(code, dims, body):
 
 
 def _data_refused(tmp, name, needle=None):
-    from scratchvae.datasets import load_dataset
-    from scratchvae.idx import DataFileError
+    from scratchvae.data.datasets import load_dataset
+    from scratchvae.data.idx import DataFileError
 
     try:
         load_dataset("mnist", tmp)
@@ -442,7 +442,7 @@ def _data_refused(tmp, name, needle=None):
 
 def _idx_case(target, content, needle=None, header_only=False, named=None):
     def run(tmp):
-        from scratchvae import idx
+        from scratchvae.data import idx
 
         _mnist_files(tmp)
         data = content() if callable(content) else content
@@ -455,7 +455,7 @@ def _idx_case(target, content, needle=None, header_only=False, named=None):
                 raise AssertionError(f"the body of {target} was read")
             return real(path, *a, **k)
         if header_only:  # refused from the header: the body is never read
-            with mock.patch("scratchvae.idx._read_idx_payload", payload):
+            with mock.patch("scratchvae.data.idx._read_idx_payload", payload):
                 _data_refused(tmp, named or target, needle)
         else:
             _data_refused(tmp, named or target, needle)
@@ -512,7 +512,7 @@ def _idx_folder(tmp):
     _mnist_files(tmp)
     os.unlink(os.path.join(tmp, IMG))
     os.mkdir(os.path.join(tmp, IMG))
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
     try:
         load_dataset("mnist", tmp)
     except ValueError as e:
@@ -523,7 +523,7 @@ def _idx_folder(tmp):
 
 @case("idx", "valid files (control)")
 def _idx_ok(tmp):
-    from scratchvae.datasets import load_dataset
+    from scratchvae.data.datasets import load_dataset
 
     arrays = _mnist_files(tmp)
     d = load_dataset("mnist", tmp)
@@ -532,8 +532,8 @@ def _idx_ok(tmp):
 
 def _amat_case(content, needle=None, which="binarized_mnist_train.amat"):
     def run(tmp):
-        from scratchvae.datasets import load_dataset
-        from scratchvae.idx import DataFileError
+        from scratchvae.data.datasets import load_dataset
+        from scratchvae.data.idx import DataFileError
 
         good = ("0 1 " * 392).strip() + "\n"
         for name in ("binarized_mnist_train.amat", "binarized_mnist_valid.amat", "binarized_mnist_test.amat"):
@@ -781,7 +781,7 @@ def _resolve(target):
 
 def _disk_full_case(target, after_calls, epochs_kept):
     def run(tmp):
-        from scratchvae.train import load_checkpoint
+        from scratchvae.training.loop import load_checkpoint
 
         folder = os.path.join(tmp, "run")
         with _disk_full_at(target, after_calls):
@@ -809,7 +809,7 @@ case("os", "disk full at fsync of the 2nd checkpoint")(_disk_full_case("os.fsync
 @case("os", "disk full writing the figures")
 def _disk_full_figures(tmp):
     folder = os.path.join(tmp, "run")
-    with mock.patch("scratchvae.train._figures", side_effect=OSError(errno.ENOSPC, "No space left on device",
+    with mock.patch("scratchvae.training.loop._figures", side_effect=OSError(errno.ENOSPC, "No space left on device",
                                                                      os.path.join(folder, "curves.png"))):
         rc, _, err = cli(["train", "--out", folder, "--epochs", "2"] + TINY)
     expect(rc, 1, err, "curves.png", "No space left on device", "checkpoint of epoch 2")
@@ -826,14 +826,14 @@ def _fsize(tmp):
     r = subprocess.run([sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "2"] + TINY,
                        capture_output=True, text=True, preexec_fn=limit, cwd=tmp)
     expect(r.returncode, 1, r.stderr, "File too large")
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
     _, _, state = load_checkpoint(os.path.join(folder, "model.npz"))  # the figures failed, not the checkpoint
     assert state["epoch"] == 2
 
 
 # -------------------------------------------------------------- divergence
 def _tiny_digits():
-    from scratchvae.datasets import Dataset, load_digits
+    from scratchvae.data.datasets import Dataset, load_digits
 
     d = load_digits()
     return Dataset("digits", d.train_x[:300], d.train_y[:300], d.test_x[:60], d.test_y[:60], d.image_shape,
@@ -848,14 +848,14 @@ def _diverge_case(objective, where, position, epoch=2):
     optimizer state after the update; or (position None) in the test evaluation."""
     def run(tmp):
         from scratchvae import VAE, VAEConfig
-        from scratchvae.train import TrainConfig, TrainingDiverged, load_checkpoint, train
+        from scratchvae.training.loop import TrainConfig, TrainingDiverged, load_checkpoint, train
 
         folder = os.path.join(tmp, "run")
         model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(8,)), np.random.default_rng(0))
         config = TrainConfig(epochs=3, batch_size=50, objective=objective, k=3, backend="reference")
         target = (epoch - 1) * STEPS + (position or 0)
         counter = {"steps": 0, "evals": 0}
-        from scratchvae import train as train_module
+        from scratchvae.training import loop as train_module
         from scratchvae.optim import make_optimizer
         opt = make_optimizer("adam")
 
@@ -939,7 +939,7 @@ def _resume_after(tmp):
     folder = copy_run(tmp)
     rc, _, err = cli(["train", "--resume", folder, "--epochs", "3", "--no-progress"])
     assert rc == 0, err
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
     model, _, _ = load_checkpoint(os.path.join(folder, "model.npz"))
     assert all(np.isfinite(p).all() for p in model.params.values())
 
@@ -1009,7 +1009,7 @@ def _record(tmp):
 
 @case("runfolder", "a killed writer's temporary file is swept only by the lock holder")
 def _tmp_sweep(tmp):
-    from scratchvae.runs import RunFolder
+    from scratchvae.training.runs import RunFolder
 
     folder = copy_run(tmp)
     leftover = os.path.join(folder, ".tmp-dead.npz")
@@ -1021,7 +1021,7 @@ def _tmp_sweep(tmp):
 # -------------------------------------------------------------- concurrency
 @case("concurrent", "a second run into a folder in use is refused naming the process")
 def _locked(tmp):
-    from scratchvae.runs import RunFolder
+    from scratchvae.training.runs import RunFolder
 
     folder = copy_run(tmp)
     theirs = os.path.join(folder, ".tmp-theirs.npz")
@@ -1051,7 +1051,7 @@ def _two_processes(tmp):
         a.send_signal(signal.SIGINT)
         a.communicate(timeout=60)
     assert a.returncode == 130
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
     load_checkpoint(os.path.join(folder, "model.npz"))
 
 
@@ -1080,7 +1080,7 @@ def _full_reference():
 
 def _kill_case(delay):
     def run(tmp):
-        from scratchvae.train import load_checkpoint
+        from scratchvae.training.loop import load_checkpoint
 
         folder = os.path.join(tmp, "run")
         p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs",
@@ -1112,7 +1112,7 @@ for _i, _delay in enumerate(np.random.default_rng(10).uniform(0.0, 0.25, 3)):
 
 @case("kill", "Ctrl-C names the epoch the checkpoint holds")
 def _ctrl_c(tmp):
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
 
     folder = os.path.join(tmp, "run")
     p = subprocess.Popen(**INTERRUPTIBLE, args=[sys.executable, "-m", "scratchvae", "train", "--out", folder, "--epochs", "100000",
@@ -1178,7 +1178,7 @@ def _broken_pipe(tmp):
     err = p.stderr.read().decode()
     p.wait(timeout=120)
     assert p.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
     _, _, state = load_checkpoint(os.path.join(folder, "model.npz"))
     assert state["epoch"] == 30
 
@@ -1186,7 +1186,7 @@ def _broken_pipe(tmp):
 @case("logs", "metrics.jsonl is strict JSON after a divergence")
 def _strict_metrics(tmp):
     folder = copy_run(tmp)
-    from scratchvae.train import load_checkpoint
+    from scratchvae.training.loop import load_checkpoint
     rc, _, err = cli(["train", "--resume", folder, "--epochs", "3", "--no-progress"])
     assert rc == 0, err
     rows = strict_json_lines(os.path.join(folder, "metrics.jsonl"))

@@ -1,5 +1,5 @@
 """Hypothesis strategies and random objects shared by the tests: small shapes,
-float64 arrays, and random exact-evidence models (``scratchvae.exact``) with
+float64 arrays, and random exact-evidence models (``scratchvae.testing.exact``) with
 the textbook formulas the tests compare them against.
 """
 import math
@@ -7,7 +7,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from scratchvae.exact import BernoulliMixture, LinearGaussian
+from scratchvae.testing.exact import BernoulliMixture, LinearGaussian
 
 dims = st.integers(min_value=1, max_value=5)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)

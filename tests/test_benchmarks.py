@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks import peers, steady
 from benchmarks.suite import IWAE_BACKEND, flop_count, main, matmul_shapes
-from scratchvae.idx import write_idx
+from scratchvae.data.idx import write_idx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -314,7 +314,7 @@ def test_steady_smoke_times_every_epoch_of_every_round_on_an_idx_folder(tmp_path
 
 
 def test_steady_and_trained_throughput_say_when_fashion_mnist_is_missing(tmp_path, monkeypatch, capsys):
-    from scratchvae import datasets
+    from scratchvae.data import datasets
 
     monkeypatch.setattr(datasets, "DEBIAN_DIR", str(tmp_path / "none"))
     monkeypatch.delenv(datasets.ENV_VAR, raising=False)

@@ -1,6 +1,6 @@
 """Tests for scratchvae.bounds: the importance-weighted bound L_K, the ELBO as
 the mean of log weights, and log-mean-exp (eq.6, Jensen), checked against the
-exact evidence of ``scratchvae.exact.LinearGaussian`` (MATH.md).
+exact evidence of ``scratchvae.testing.exact.LinearGaussian`` (MATH.md).
 
 Exact identities are property tests over hypothesis-drawn seeds and shapes;
 Monte Carlo checks run on a fixed list of seeds (so they are deterministic)
@@ -18,9 +18,9 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from scratchvae.bounds import elbo_from_log_weights, iwae_bound, log_mean_exp
-from scratchvae.exact import log_mvn
+from scratchvae.testing.exact import log_mvn
 
-from .strategies import (MC_SEEDS, SEEDS, assert_identity, mean_and_se, naive_log_mvn, random_data,
+from tests.strategies import (MC_SEEDS, SEEDS, assert_identity, mean_and_se, naive_log_mvn, random_data,
                          random_linear_gaussian, sample_q)
 
 # ----------------------------------------------------------------- tolerances

@@ -85,7 +85,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from scratchvae import blas
+    from scratchvae._fast import blas
 
     out = tmp_path_factory.mktemp("cli") / "run"
     before = blas.get_threads()
@@ -106,8 +106,8 @@ def test_figures_every_epoch_and_the_thread_count_recorded(tiny_run):
 
 
 def test_figures_are_written_every_n_epochs_and_at_the_end(tmp_path, monkeypatch):
-    from scratchvae import train as train_module
-    from scratchvae.datasets import load_digits
+    from scratchvae.training import loop as train_module
+    from scratchvae.data.datasets import load_digits
     from scratchvae.model import VAE, VAEConfig
 
     drawn = []
@@ -159,7 +159,7 @@ def test_bad_sample_plot_threads_arguments(argv, message, tiny_run, tmp_path, ca
 
 
 def test_without_matplotlib_a_run_says_so_and_writes_no_figure(tmp_path, monkeypatch, capsys):
-    from scratchvae import plots
+    from scratchvae.training import plots
 
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "run"
@@ -187,7 +187,7 @@ def test_without_numba_one_line_and_the_reference_kernels(tmp_path, monkeypatch,
 def test_the_thread_count_is_chosen_said_and_kept_on_resume(tmp_path, capsys, monkeypatch):
     """Without --threads: one BLAS thread per idle CPU, said in one line; a resume takes the count the run was
     started with (a run and its resume agree bit for bit only on the same count), whatever is idle then."""
-    from scratchvae import blas
+    from scratchvae._fast import blas
 
     before = blas.get_threads()
     for var in blas.THREAD_ENV:

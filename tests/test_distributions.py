@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 
 from scratchvae import distributions as dist
-from scratchvae import gradcheck
+from scratchvae.testing import gradcheck
 from tests.strategies import dims, rng_from, seeds
 
 # Monte Carlo comparisons allow this many standard errors: a correct

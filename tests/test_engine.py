@@ -1,6 +1,5 @@
 """The one engine: every workload, both kernel sets, against each other and against the math."""
 import copy
-import mmap
 
 import numpy as np
 import pytest
@@ -131,7 +130,8 @@ def test_gradients_finite_notices_nan():
 @pytest.fixture
 def two_blas_threads(monkeypatch):
     """Two BLAS threads, and pieces at any size (the small models below are under engine.PIECES_FROM)."""
-    from scratchvae import blas, engine
+    from scratchvae._fast import blas
+    from scratchvae import engine
 
     monkeypatch.setattr(engine, "PIECES_FROM", {"update": 0, "all_finite": 0})
     before = blas.get_threads()
@@ -259,7 +259,7 @@ def test_pieces_openblas_did_not_run_are_run_here(two_blas_threads, monkeypatch)
 
 @needs_pieces
 def test_one_blas_thread_updates_in_one_pass(two_blas_threads, monkeypatch):
-    from scratchvae import blas
+    from scratchvae._fast import blas
 
     step, _ = twin_steps("adam", "float32")
     monkeypatch.setattr(step._pieces.blas, "run", lambda *a: pytest.fail("pieces with one BLAS thread"))
@@ -294,8 +294,8 @@ def test_backend_selection(monkeypatch):
 
 
 def test_training_with_both_backends_agrees(tmp_path):
-    from scratchvae.datasets import load_digits
-    from scratchvae.train import TrainConfig, train
+    from scratchvae.data.datasets import load_digits
+    from scratchvae.training.loop import TrainConfig, train
 
     finals = {}
     for backend in ("numba", "reference"):
@@ -304,40 +304,6 @@ def test_training_with_both_backends_agrees(tmp_path):
                   progress=False, log=lambda s: None, plots=False)
         finals[backend] = h[-1]["test_elbo"]
     assert finals["numba"] == pytest.approx(finals["reference"], rel=1e-9)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 7, 1000, 300_001])  # 4 arrays of 300,001 take the memory-map path
-def test_arena_gives_aligned_zeroed_disjoint_arrays(size, dtype):
-    from scratchvae.engine import _arena
-
-    arrays = _arena(4, size, dtype)
-    for a in arrays:
-        assert a.shape == (size,) and a.dtype == dtype and a.flags.writeable and a.flags.c_contiguous
-        assert a.ctypes.data % 64 == 0 and not a.any()
-    for i, a in enumerate(arrays):
-        a[:] = i + 1  # each write lands in its own array only
-    assert [float(a.min()) for a in arrays] == [float(a.max()) for a in arrays] == [1.0, 2.0, 3.0, 4.0]
-
-
-def test_a_big_model_on_the_mapped_arena_trains_and_checkpoints(tmp_path):
-    from scratchvae.checkpoint import load, save
-
-    cfg = VAEConfig(data_dim=300, latent_dim=4, hidden=(256,), dtype="float32")  # 4 x 157,492 params: 2.5 MB
-    model, opt = VAE(cfg, np.random.default_rng(0)), make_optimizer("adam")
-    engine = FusedStep(model, opt)
-    mapped = isinstance(getattr(engine.flat_p.base.base, "obj", None), mmap.mmap)
-    assert mapped == hasattr(mmap, "MADV_HUGEPAGE")  # huge-page advice where the platform has it
-    assert engine.flat_p.ctypes.data % ((2 << 20) if mapped else 64) == 0
-    x = (np.random.default_rng(1).random((8, 300)) < 0.5).astype(np.float32)
-    before = {k: v.copy() for k, v in model.params.items()}
-    engine.step(x, model.noise(np.random.default_rng(2), 8))
-    assert all(not np.array_equal(before[k], model.params[k]) for k in model.params)
-    save(tmp_path / "m.npz", {}, model.params)
-    _, arrays = load(tmp_path / "m.npz")
-    assert set(arrays) == set(model.params) and all(np.array_equal(arrays[k], model.params[k]) for k in arrays)
-    assert all(np.array_equal(v, engine.flat_p[o:o + v.size].reshape(v.shape)) for v, o in zip(
-        model.params.values(), np.cumsum([0] + [v.size for v in model.params.values()])))
 
 
 def test_compile_changes_nothing():

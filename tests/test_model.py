@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from scratchvae import VAE, VAEConfig, gradcheck
+from scratchvae import VAE, VAEConfig
+from scratchvae.testing import gradcheck
 from scratchvae.model import ELBOTerms
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from scratchvae import gradcheck
+from scratchvae.testing import gradcheck
 from scratchvae.ops import (
     ACTIVATIONS, LEAKY_SLOPE, activation_backward, activation_forward, dense_backward, dense_forward, sigmoid,
     softplus,
