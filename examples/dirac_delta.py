@@ -14,9 +14,9 @@ For each we report, on the test split:
 
 - the encoder variances e^v (mean and median over points and dimensions);
 - the KL of each latent dimension, averaged over points
-  (:func:`scratchvae.training.diagnostics.kl_per_dimension`, eq.17 with eq.19);
+  (:func:`scratchvae.training.diagnostics.kl_per_dimension`, eq.23 kept per j);
 - the active units A_u = Cov_x( E_q[u] ) > 0.01 of Burda et al. 2015
-  (:func:`scratchvae.training.diagnostics.active_units`);
+  (:func:`scratchvae.training.diagnostics.active_units`, eq.45);
 - the test ELBO, reconstruction and KL (nats per data point, beta = 1 values
   for both runs), and the ELBO as bits per pixel.
 
@@ -119,7 +119,7 @@ def plot(path, runs, logvars):
     ax.set_yscale("log")
     ax.set_xlabel("latent dimension j")
     ax.set_ylabel("KL(q(z_j|x) ‖ N(0, 1)), nats per data point")
-    ax.set_title("KL per latent dimension, averaged over test points (eq.17)", fontsize=10)
+    ax.set_title("KL per latent dimension, averaged over test points (eq.23)", fontsize=10)
     ax.set_xticks(idx)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 

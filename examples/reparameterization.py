@@ -4,11 +4,11 @@ We want the gradient of E_{q(z)}[f(z)] with respect to the parameters of
 q = N(μ, diag e^v) (eq.18). Two unbiased Monte Carlo estimators, from L
 samples z_l = μ + σ ⊙ ε_l, σ = e^{v/2}, ε_l ~ N(0, I):
 
-- reparameterization: z is a deterministic, differentiable function of
-  (μ, v) and the noise, so differentiate through it:
+- reparameterization (eq.27, eq.28): z is a deterministic, differentiable
+  function of (μ, v) and the noise, so differentiate through it:
     ∇_μ ≈ (1/L) Σ_l ∇f(z_l),   ∇_v ≈ (1/L) Σ_l ∇f(z_l) ⊙ ε_l ⊙ ½ σ
   (:func:`scratchvae.distributions.reparameterize_forward` / ``_backward``);
-- score function (REINFORCE, the log-derivative trick): ∇E_q[f] = E_q[f ∇log q]:
+- score function (REINFORCE, the log-derivative trick, eq.25, eq.26): ∇E_q[f] = E_q[f ∇log q]:
     ∇_μ ≈ (1/L) Σ_l f(z_l) ε_l / σ,   ∇_v ≈ (1/L) Σ_l f(z_l) ½ (ε_l² − 1);
 - score function with a leave-one-out baseline: f(z_l) replaced by
   f(z_l) − b_l, b_l the mean of f over the other L − 1 samples; still
@@ -93,10 +93,10 @@ def estimates(mu, logvar, eps):
     L, R, J = eps.shape
     mu_r = np.broadcast_to(mu, (R, J))
     logvar_r = np.broadcast_to(logvar, (R, J))
-    z, cache = reparameterize_forward(mu_r, logvar_r, eps)  # (L, R, J), eq.18
+    z, cache = reparameterize_forward(mu_r, logvar_r, eps)  # (L, R, J), eq.27
     # reparameterization: backpropagate ∇f(z)/L through z = μ + σ ⊙ ε (summed over the L samples)
     rep = reparameterize_backward(grad_f(z) / L, cache)
-    # score function: ∇_μ log q = ε/σ, ∇_v log q = ½ (ε² − 1)
+    # score function: ∇_μ log q = ε/σ, ∇_v log q = ½ (ε² − 1)  (eq.26)
     std = np.exp(0.5 * logvar)  # (J,)
     score_mu, score_v = eps / std, 0.5 * (eps * eps - 1.0)  # (L, R, J)
     fz = f(z)[..., None]  # (L, R, 1)

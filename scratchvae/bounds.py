@@ -1,8 +1,8 @@
 """The importance-weighted bound and the ELBO as reductions of log importance weights.
 
 :func:`log_mean_exp`, :func:`iwae_bound`, :func:`elbo_from_log_weights`: the
-importance-weighted bound L_K (Burda et al. 2015) and the ELBO (eq.6, eq.15)
-as two reductions of the same log importance weights
+importance-weighted bound L_K (eq.29; Burda et al. 2015) and the ELBO (eq.6,
+eq.15) as two reductions of the same log importance weights
 log w_k = log p(x, z_k) − log q(z_k|x). The models whose evidence is exact,
 against which these are tested, are in :mod:`scratchvae.testing.exact`.
 
@@ -41,7 +41,7 @@ def log_sum_exp(a, axis):
     return s + np.squeeze(m, axis=axis)
 
 
-# ------------------------------------------------------- the bounds of eq.6
+# ----------------------------------------------- the bounds of eq.6 and eq.29
 def log_mean_exp(a, axis=0):
     """Stable log( (1/K) Σ_k exp(a_k) ) along ``axis``.
 
@@ -58,7 +58,7 @@ def log_mean_exp(a, axis=0):
 
     Notes
     -----
-    log-sum-exp with the max m subtracted first:
+    log-sum-exp with the max m subtracted first (eq.30):
     log (1/K) Σ_k e^{a_k} = m + log Σ_k e^{a_k − m} − log K, so no exp
     overflows and at least one term is e^0 = 1. By Jensen's inequality for
     the concave log (eq.6) the result is ≥ mean(a), with equality iff all a_k
@@ -74,7 +74,7 @@ def log_mean_exp(a, axis=0):
 
 
 def iwae_bound(log_w, axis=0):
-    """Importance-weighted bound L_K from K log importance weights (Burda et al. 2015).
+    """Importance-weighted bound L_K from K log importance weights (eq.29; Burda et al. 2015).
 
     Parameters
     ----------
@@ -89,7 +89,8 @@ def iwae_bound(log_w, axis=0):
     Notes
     -----
     L_K = log (1/K) Σ_k w_k, the log of the Monte Carlo estimate of eq.5.
-    Its expectation satisfies ELBO = E[L_1] ≤ E[L_K] ≤ E[L_{K+1}] ≤ log p(x);
+    Its expectation satisfies ELBO = E[L_1] ≤ E[L_K] ≤ E[L_{K+1}] ≤ log p(x)
+    (eq.31-eq.33);
     the last step is Jensen (eq.6) applied to the unbiased estimate
     (1/K) Σ_k w_k of p(x). Without the 1/K the estimate exceeds log p(x) by
     log K. If q is the exact posterior, every w_k equals p(x) (eq.2) and
@@ -99,7 +100,7 @@ def iwae_bound(log_w, axis=0):
 
 
 def elbo_from_log_weights(log_w, axis=0):
-    """Monte Carlo ELBO: the mean of the log importance weights (eq.6, eq.15, eq.20).
+    """Monte Carlo ELBO: the mean of the log importance weights (eq.6, eq.15, eq.20; L_1 of eq.32).
 
     Parameters
     ----------

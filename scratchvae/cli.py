@@ -169,7 +169,7 @@ def build_parser():
     opt("--binarize", "Bernoulli likelihood only: resample pixels every epoch (dynamic), once with a fixed seed "
         "(static), or keep grey levels (none)", choices=BINARIZATIONS)
     opt("--objective", "training objective: the ELBO of eq.20, or the importance-weighted bound L_K "
-        "(Burda et al. 2015)", choices=["elbo", "iwae"])
+        "(eq.29; Burda et al. 2015)", choices=["elbo", "iwae"])
     opt("--k", "importance samples K of the iwae objective", type=_positive_int, metavar="K")
     opt("--optimizer", "optimizer", choices=list(OPTIMIZERS))
     opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_positive)
@@ -247,9 +247,9 @@ def build_parser():
 
     pt = sub.add_parser("proptest", help="property-test anyone's ELBO or IWAE bound against exact-evidence models",
                         description="Runs the properties of scratchvae.testing.proptest (eq.13, eq.14, eq.20, the IWAE "
-                                    "bound) on FUNCTION(x, eps, params) -> one estimate per data point, and prints "
-                                    "each property's verdict with the shrunk counterexample; exits 1 when any "
-                                    "fails. See docs/proptest.md.")
+                                    "bound of eq.29-eq.33) on FUNCTION(x, eps, params) -> one estimate per data "
+                                    "point, and prints each property's verdict with the shrunk counterexample; "
+                                    "exits 1 when any fails. See docs/proptest.md.")
     pt.add_argument("target", metavar="MODULE:FUNCTION", help="the estimate to test (a module or a path/to/file.py)")
     pt.add_argument("--kind", choices=["elbo", "iwae", "categorical"], default="elbo",
                     help="what FUNCTION returns: the ELBO of eq.20, the bound L_K, or the ELBO of a categorical q "

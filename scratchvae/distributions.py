@@ -1,8 +1,9 @@
 """The probabilistic pieces of the ELBO, each a forward/backward pair.
 
-reparameterization (eq.18), the analytic Gaussian KL (eq.17, eq.19) and its
-Monte Carlo estimate, the Bernoulli log-likelihood on logits and the Gaussian
-log-likelihood (the first term of eq.17). Equation numbers refer to
+reparameterization (eq.27, eq.28), the analytic Gaussian KL (eq.23, eq.24) and
+its Monte Carlo estimate, the Bernoulli log-likelihood on logits (eq.41, eq.42)
+and the Gaussian log-likelihood (eq.43, eq.44), the first term of eq.17.
+Equation numbers refer to
 ``MATH.md``; v = log σ² is written ``logvar`` throughout.
 
 Shape letters: L samples per data point, N batch, D data dimensions,
@@ -29,7 +30,7 @@ def sum_to_shape(g, shape):
 
 # --------------------------------------------------------- reparameterization
 def reparameterize_forward(mu, logvar, eps):
-    """z = μ + σ ⊙ ε with σ = exp(v/2) (eq.18, the reparameterization trick).
+    """z = μ + σ ⊙ ε with σ = exp(v/2), a sample of q from eq.18 (the reparameterization of eq.27).
 
     Parameters
     ----------
@@ -87,7 +88,7 @@ def gaussian_kl_diag_terms(mu0, logvar0, mu1=None, logvar1=None):
     -----
     With r = v0 − v1 (the log of the variance ratio) and d = μ0 − μ1:
     KL = ½ [ d² e^{−v1} + e^{r} − r − 1 ], which for μ1 = 0, v1 = 0 is
-    ½ ( μ² + e^v − v − 1 ), the analytic KL of eq.17 with eq.18, eq.19.
+    ½ ( μ² + e^v − v − 1 ), a term of the analytic KL of eq.23.
     """
     d = mu0 if mu1 is None else mu0 - mu1
     r = logvar0 if logvar1 is None else logvar0 - logvar1
@@ -96,7 +97,7 @@ def gaussian_kl_diag_terms(mu0, logvar0, mu1=None, logvar1=None):
 
 
 def gaussian_kl_forward(mu, logvar):
-    """Analytic KL( N(μ, diag e^v) ‖ N(0, I) ) per data point (eq.17 with eq.18, eq.19).
+    """Analytic KL( N(μ, diag e^v) ‖ N(0, I) ) per data point (eq.23).
 
     Notes
     -----
@@ -117,7 +118,7 @@ def gaussian_kl_forward(mu, logvar):
 
 
 def gaussian_kl_backward(dkl, cache):
-    """Backward of :func:`gaussian_kl_forward`: ∂KL/∂μ = μ, ∂KL/∂v = ½ (e^v − 1).
+    """Backward of :func:`gaussian_kl_forward`: ∂KL/∂μ = μ, ∂KL/∂v = ½ (e^v − 1) (eq.24).
 
     Parameters
     ----------
@@ -133,7 +134,7 @@ def gaussian_kl_backward(dkl, cache):
 
 
 def gaussian_kl_per_dim(mu, logvar):
-    """The terms of the analytic KL before the sum over J: (N, J) (:func:`gaussian_kl_diag_terms`)."""
+    """The terms of the analytic KL (eq.23) before the sum over J: (N, J) (:func:`gaussian_kl_diag_terms`)."""
     return gaussian_kl_diag_terms(mu, logvar)
 
 
@@ -191,7 +192,7 @@ def kl_monte_carlo(mu, logvar, z):
 
 # -------------------------------------------------------- Bernoulli likelihood
 def bernoulli_loglik_forward(x, logits):
-    """log p(x|z) of a Bernoulli decoder on logits η, summed over D (eq.17, first term).
+    """log p(x|z) of a Bernoulli decoder on logits η, summed over D (eq.41; the first term of eq.17).
 
     Notes
     -----
@@ -213,14 +214,14 @@ def bernoulli_loglik_forward(x, logits):
 
 
 def bernoulli_loglik_backward(dll, cache):
-    """Backward of :func:`bernoulli_loglik_forward`: ∂/∂η = x − sigmoid(η)."""
+    """Backward of :func:`bernoulli_loglik_forward`: ∂/∂η = x − sigmoid(η) (eq.42)."""
     x, logits = cache
     return dll[..., None] * (x - sigmoid(logits))
 
 
 # --------------------------------------------------------- Gaussian likelihood
 def gaussian_loglik_forward(x, mean, logvar):
-    """log N(x; m, diag e^s), summed over D (eq.17, first term).
+    """log N(x; m, diag e^s), summed over D (eq.43; the first term of eq.17).
 
     Notes
     -----
@@ -249,8 +250,8 @@ def gaussian_loglik_backward(dll, cache):
 
     Notes
     -----
-    ∂/∂m = (x − m) e^{−s},  ∂/∂s = ½ [ (x − m)² e^{−s} − 1 ], the second summed
-    back to the shape of s.
+    ∂/∂m = (x − m) e^{−s},  ∂/∂s = ½ [ (x − m)² e^{−s} − 1 ] (eq.44), the
+    second summed back to the shape of s.
 
     Returns
     -------

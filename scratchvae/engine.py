@@ -3,9 +3,10 @@
 :class:`Engine` executes the network that :class:`scratchvae.model.VAE`
 describes (dense layers, activation, the encoder head [μ | log σ²], the
 decoder head, the likelihood) for every workload: the ELBO and its gradient
-(eq.17-20), the importance-weighted bound L_K and its gradient, and the
+(eq.17, eq.20), the importance-weighted bound L_K and its gradient (eq.29,
+eq.34-eq.36), and the
 forward passes alone (evaluation, encoding, decoding). It runs with either
-kernel set of :data:`KERNEL_SETS`:
+kernel set of :func:`kernel_set`:
 
 - ``"reference"``: :mod:`scratchvae.reference`, each kernel written with the
   readable ops of :mod:`scratchvae.ops`, :mod:`scratchvae.distributions` and
@@ -211,14 +212,14 @@ class Engine:
         return self.model.params[self.model.dec_layers[-1] + ".b"]
 
     def kl(self, enc):
-        """The analytic KL( q(z|x) ‖ N(0, I) ) per data point (N,) from [μ | v] (eq.17, eq.19)."""
+        """The analytic KL( q(z|x) ‖ N(0, I) ) per data point (N,) from [μ | v] (eq.23)."""
         N = enc.shape[0]
         kl = self._buf("kl", (N,))
         self.k.kl_grad(kl, self._buf("denc", (N, 2 * self.J)), enc, 0.0)
         return kl
 
     def _sample_and_decode(self, enc, eps):
-        """z = μ + σ ε (eq.18) and the decoder's output for every sample: z (L, N, J), σ (N, J), dec (R, ·)."""
+        """z = μ + σ ε (eq.27) and the decoder's output for every sample: z (L, N, J), σ (N, J), dec (R, ·)."""
         L, N, J = eps.shape
         z, std = self._buf("z", (L, N, J)), self._buf("std", (N, J))
         self.k.reparam_forward(z, std, enc, eps)
@@ -229,7 +230,7 @@ class Engine:
         return self.model.params["dec.logvar"] if c.gaussian_variance == "learned" else self._fixed_logvar
 
     def _loglik(self, ll, x, dec):
-        """ll[l, n] = log p(x_n | z_l) from the decoder's output less its head's bias (eq.17, first term);
+        """ll[l, n] = log p(x_n | z_l) from the decoder's output less its head's bias (eq.41 or eq.43);
         the kernel adds the bias as it reads, one pass over the output fewer."""
         c, k, b = self.model.config, self.k, self._head_bias()
         L, N = ll.shape
@@ -268,7 +269,7 @@ class Engine:
         Returns
         -------
         recon : (N,) array, (1/L) Σ_l log p(x|z_l), the 1/L of eq.20
-        kl : (N,) array, the analytic KL (eq.17)
+        kl : (N,) array, the analytic KL (eq.23)
         """
         L, N, J = eps.shape
         enc = self.encode(x)
@@ -323,7 +324,7 @@ class Engine:
         return logvar is None or bool(self.k.all_finite(logvar))
 
     def log_weights(self, x, enc, eps):
-        """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) (eq.15) for the encoder output ``enc``.
+        """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) (eq.29, eq.35, eq.36) for the encoder output ``enc``.
 
         Returns
         -------
@@ -341,7 +342,7 @@ class Engine:
 
         Notes
         -----
-        ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k (MATH.md eq.34-eq.36):
+        L_K as in eq.29; ∇L_K = Σ_k w̃_k ∇ log w_k with the normalized weights w̃_k (MATH.md eq.34-eq.36):
         the decoder gets ∂loss/∂ll_k = −w̃_k/N, z_k also gets the prior's
         −z_k, and, with ε fixed, the log-variance gets ½ Σ_k of it from −log q.
 

@@ -119,8 +119,8 @@ class IWAETerms:
     """Per-data-point terms of one importance-weighted estimate with K samples, in nats.
 
     log_w : (K, N) log importance weights log p(x, z_k) − log q(z_k|x) (eq.15 inside the log)
-    recon : (N,) mean over k of log p(x|z_k);  kl : (N,) analytic KL(q ‖ p(z))
-    bound : L_K = log (1/K) Σ_k w_k (Burda et al. 2015), ≥ ELBO and ≤ log p(x) in expectation
+    recon : (N,) mean over k of log p(x|z_k);  kl : (N,) analytic KL(q ‖ p(z)) (eq.23)
+    bound : L_K = log (1/K) Σ_k w_k (eq.29; Burda et al. 2015), ≥ ELBO and ≤ log p(x) in expectation (eq.31-eq.33)
     elbo  : recon − kl, the K-sample ELBO estimate with the analytic KL (eq.20)
     """
 
@@ -293,7 +293,7 @@ class VAE:
         """One Monte Carlo estimate of the ELBO (eq.20) and its gradient.
 
         ELBO ≈ (1/L) Σ_l log p_φ(x|z^(l)) − KL(q_θ(z|x) ‖ p(z)),
-        z^(l) = μ + σ ⊙ ε^(l), with the analytic KL (eq.17, eq.19).
+        z^(l) = μ + σ ⊙ ε^(l) (eq.27), with the analytic KL (eq.23).
 
         Parameters
         ----------
@@ -334,7 +334,7 @@ class VAE:
     def iwae(self, x, eps, grads=True):
         """The importance-weighted bound L_K with K = eps.shape[0] samples, and its gradient.
 
-        L_K = log (1/K) Σ_k w_k,  w_k = p_φ(x|z_k) p(z_k) / q_θ(z_k|x),  z_k = μ + σ ⊙ ε_k.
+        L_K = log (1/K) Σ_k w_k,  w_k = p_φ(x|z_k) p(z_k) / q_θ(z_k|x),  z_k = μ + σ ⊙ ε_k (eq.29).
 
         Notes
         -----

@@ -127,7 +127,7 @@ def check_activation(name):
 
 
 def activation_forward(name, a):
-    """Elementwise activation ``h = f(a)``.
+    """Elementwise activation ``h = f(a)`` (the table under eq.39).
 
     Notes
     -----

@@ -41,13 +41,13 @@ def bias_act_forward(h, a, b, act):
 
 
 def bias_act_backward(da, db, dh, a, h, act):
-    """da = dh · f'(a) (``da`` may be ``dh``), from the pre-activation a and the output h; db = Σ_n da[n]."""
+    """da = dh · f'(a) (eq.39; ``da`` may be ``dh``), from the pre-activation a and the output h; db = Σ_n da[n]."""
     da[...] = flushed(ops.activation_backward(flushed(dh), (_act_name(act), a, h)))
     col_sum(db, da)
 
 
 def col_sum(db, dout):
-    """db = Σ_n dout[n]: the bias gradient of a dense layer."""
+    """db = Σ_n dout[n]: the bias gradient of a dense layer (eq.38)."""
     db[...] = flushed(np.sum(dout, axis=0))
 
 
@@ -68,12 +68,13 @@ def product_bound(x, dout):
 
 # ------------------------------------------------------------- likelihoods
 def bernoulli_loglik(ll, x, logits, b):
-    """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits + b (eq.17, first term; b the head's bias)."""
+    """ll[l, n] = log p(x_n | z_l) of a Bernoulli decoder on logits + b (eq.41; b the head's bias)."""
     ll[...] = flushed(dist.bernoulli_loglik_forward(x, flushed(logits + b))[0])
 
 
 def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
-    """ll as :func:`bernoulli_loglik`, dlogits = dll · ∂ll/∂logits, and the head's bias gradient db = Σ dlogits."""
+    """ll as :func:`bernoulli_loglik`, dlogits = dll · ∂ll/∂logits (eq.42), and the head's bias gradient
+    db = Σ dlogits."""
     ll[...], cache = dist.bernoulli_loglik_forward(x, flushed(logits + b))
     ll[...] = flushed(ll)
     dlogits[...] = flushed(dist.bernoulli_loglik_backward(dll, cache))
@@ -81,14 +82,14 @@ def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
 
 
 def gaussian_loglik(ll, x, dec, b):
-    """ll of a Gaussian decoder whose output ``dec`` + ``b`` (L, N, 2D) is [mean | logvar]."""
+    """ll of a Gaussian decoder whose output ``dec`` + ``b`` (L, N, 2D) is [mean | logvar] (eq.43)."""
     D = x.shape[1]
     dec = flushed(dec + b)
     ll[...] = flushed(dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])[0])
 
 
 def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
-    """ll as :func:`gaussian_loglik`, ddec = dll · ∂ll/∂[mean | logvar], and db = Σ ddec."""
+    """ll as :func:`gaussian_loglik`, ddec = dll · ∂ll/∂[mean | logvar] (eq.44), and db = Σ ddec."""
     D = x.shape[1]
     dec = flushed(dec + b)
     ll[...], cache = dist.gaussian_loglik_forward(x, dec[..., :D], dec[..., D:])
@@ -98,12 +99,12 @@ def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
 
 
 def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
-    """ll of a Gaussian decoder with mean ``mean`` + ``b`` and one log-variance per pixel, ``logvar_D`` (D,)."""
+    """ll of a Gaussian decoder with mean ``mean`` + ``b`` and one log-variance per pixel, ``logvar_D`` (D,) (eq.43)."""
     ll[...] = flushed(dist.gaussian_loglik_forward(x, flushed(mean + b), logvar_D)[0])
 
 
 def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, dll):
-    """ll as :func:`gaussian_loglik_shared`; dmean, db = Σ dmean, and dlogvar_D summed over (l, n)."""
+    """ll as :func:`gaussian_loglik_shared`; dmean, db = Σ dmean, and dlogvar_D summed over (l, n) (eq.44)."""
     ll[...], cache = dist.gaussian_loglik_forward(x, flushed(mean + b), logvar_D)
     ll[...] = flushed(ll)
     dmean[...], dlogvar_D[...] = (flushed(g) for g in dist.gaussian_loglik_backward(dll, cache))
@@ -112,7 +113,8 @@ def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, 
 
 # ----------------------------------------------------- KL, reparameterization
 def kl_grad(kl, denc, enc, scale):
-    """kl = KL(N(μ, e^v) ‖ N(0, I)) per point from enc = [μ | v]; denc = scale · ∂kl/∂[μ | v] (written)."""
+    """kl = KL(N(μ, e^v) ‖ N(0, I)) per point from enc = [μ | v] (eq.23); denc = scale · ∂kl/∂[μ | v]
+    (eq.24; written)."""
     J = enc.shape[1] // 2
     kl[...], cache = dist.gaussian_kl_forward(enc[:, :J], enc[:, J:])
     kl[...] = flushed(kl)
@@ -120,14 +122,14 @@ def kl_grad(kl, denc, enc, scale):
 
 
 def reparam_forward(z, std, enc, eps):
-    """z = μ + σ ε and σ = exp(v/2) from enc = [μ | v] (eq.18)."""
+    """z = μ + σ ε and σ = exp(v/2) from enc = [μ | v] (eq.27)."""
     J = eps.shape[-1]
     z[...], (_, std[...], _) = dist.reparameterize_forward(enc[:, :J], enc[:, J:], eps)
     z[...], std[...] = flushed(z), flushed(std)
 
 
 def reparam_backward(denc, dz, eps, std):
-    """denc += the reparameterization gradient of dz, summed over the samples."""
+    """denc += the reparameterization gradient of dz (eq.28), summed over the samples."""
     J = dz.shape[-1]
     gmu, gv = dist.reparameterize_backward(flushed(dz), (eps, std, (dz.shape[1], J)))
     denc[:, :J] = flushed(denc[:, :J] + gmu)
@@ -136,13 +138,14 @@ def reparam_backward(denc, dz, eps, std):
 
 # ------------------------------------------------ importance-weighted bound
 def log_weights(log_w, ll, z, eps, enc):
-    """log w = log p(x|z) + log N(z; 0, I) − log N(z; μ, e^v) per sample (eq.15 inside the expectation)."""
+    """log w = log p(x|z) + log N(z; 0, I) − log N(z; μ, e^v) per sample (eq.29)."""
     J = z.shape[-1]
     log_w[...] = flushed(ll + dist.log_normal(z, 0.0, 0.0) - dist.log_normal(z, enc[:, :J], enc[:, J:]))
 
 
 def iwae_weights(bound, dlogw, log_w, scale):
-    """bound = log (1/K) Σ_k w_k per point; dlogw = scale · w_k / Σ_j w_j, the normalized weights."""
+    """bound = log (1/K) Σ_k w_k per point (eq.29, eq.30); dlogw = scale · w_k / Σ_j w_j, the normalized
+    weights (eq.34)."""
     bound[...] = bounds.log_sum_exp(log_w, axis=0) - np.log(log_w.shape[0])  # NaN goes through
     bound[...] = flushed(bound)  # in the outputs' dtype
     shifted = flushed(np.exp(log_w - log_w.max(axis=0)))

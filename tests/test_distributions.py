@@ -37,7 +37,7 @@ def test_kl_between_two_diagonal_gaussians_worked_by_hand():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_analytic_kl_is_the_general_one_against_the_standard_normal(dtype):
-    # one formula: the model's KL (eq.17), its per-dimension terms and the general diagonal KL against N(0, I)
+    # one formula: the model's KL (eq.23), its per-dimension terms and the general diagonal KL against N(0, I)
     rng = np.random.default_rng(3)
     mu, logvar = rng.standard_normal((4, 3)).astype(dtype), (2 * rng.standard_normal((4, 3))).astype(dtype)
     prior = dist.gaussian_kl_diag_terms(mu, logvar)

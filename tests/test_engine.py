@@ -59,7 +59,7 @@ def test_numba_kernels_match_the_reference_on_every_workload(case, dtype):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_log_weights_are_the_direct_densities(case):
-    """log w = log p(x|z) + log N(z; 0, I) − log N(z; μ, σ²) (eq.15), each density written out here."""
+    """log w = log p(x|z) + log N(z; 0, I) − log N(z; μ, σ²) (eq.29), each density written out here."""
     model = model_of(case, "float64")
     rng = np.random.default_rng(3)
     x, eps = rng.random((4, 9)), model.noise(rng, 4, 3)

@@ -253,7 +253,7 @@ def _kl_term(m, v, s):
 # ================================================================== kernels
 @numba.njit(**_OPTS)
 def bias_act_forward(h, a, b, act):
-    """Bias and activation of a dense layer, in place: a += b, then h = f(a).
+    """Bias and activation of a dense layer, in place: a += b, then h = f(a) (eq.37; f as under eq.39, eq.40).
 
     Parameters
     ----------
@@ -287,8 +287,8 @@ def bias_act_forward(h, a, b, act):
 
 @numba.njit(**_OPTS)
 def bias_act_backward(da, db, dh, a, h, act):
-    """Backward of :func:`bias_act_forward`: da = dh · f'(a), using the output h where cheaper, and the bias
-    gradient db = Σ_n da[n] in the same pass.
+    """Backward of :func:`bias_act_forward`: da = dh · f'(a) (eq.39), using the output h where cheaper, and
+    the bias gradient db = Σ_n da[n] (eq.38) in the same pass.
 
     Parameters
     ----------
@@ -321,7 +321,7 @@ def bias_act_backward(da, db, dh, a, h, act):
 
 @numba.njit(**_OPTS)
 def col_sum(db, dout):
-    """Column sums: db = Σ_n dout[n] (the bias gradient of a dense layer).
+    """Column sums: db = Σ_n dout[n] (the bias gradient of a dense layer, eq.38).
 
     Parameters
     ----------
@@ -398,7 +398,7 @@ def product_bound(x, dout):
 
 @numba.njit(**_REDUCE)
 def bernoulli_loglik(ll, x, logits, b):
-    """Bernoulli log-likelihood on logits (eq.17, first term); twin: reference.bernoulli_loglik.
+    """Bernoulli log-likelihood on logits (eq.41); twin: reference.bernoulli_loglik.
 
     Parameters
     ----------
@@ -418,7 +418,7 @@ def bernoulli_loglik(ll, x, logits, b):
 
 @numba.njit(**_REDUCE)
 def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
-    """Bernoulli log-likelihood and its gradient in one pass; twin: reference.bernoulli_loglik_grad.
+    """Bernoulli log-likelihood and its gradient in one pass (eq.41, eq.42); twin: reference.bernoulli_loglik_grad.
 
     Parameters
     ----------
@@ -454,7 +454,7 @@ def bernoulli_loglik_grad(ll, dlogits, db, x, logits, b, dll):
 
 @numba.njit(**_REDUCE)
 def gaussian_loglik(ll, x, dec, b):
-    """Gaussian log-likelihood with a predicted log-variance; twin: reference.gaussian_loglik.
+    """Gaussian log-likelihood (eq.43) with a predicted log-variance; twin: reference.gaussian_loglik.
 
     Parameters
     ----------
@@ -481,7 +481,8 @@ def gaussian_loglik(ll, x, dec, b):
 
 @numba.njit(**_REDUCE)
 def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
-    """Gaussian log-likelihood with a predicted log-variance, and its gradient; twin: reference.gaussian_loglik_grad.
+    """Gaussian log-likelihood with a predicted log-variance, and its gradient (eq.43, eq.44);
+    twin: reference.gaussian_loglik_grad.
 
     Parameters
     ----------
@@ -521,7 +522,8 @@ def gaussian_loglik_grad(ll, ddec, db, x, dec, b, dll):
 
 @numba.njit(**_REDUCE)
 def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
-    """Gaussian log-likelihood with one log-variance per pixel (learned or fixed); twin: reference.gaussian_loglik_shared.
+    """Gaussian log-likelihood (eq.43) with one log-variance per pixel (learned or fixed);
+    twin: reference.gaussian_loglik_shared.
 
     Parameters
     ----------
@@ -543,7 +545,7 @@ def gaussian_loglik_shared(ll, x, mean, b, logvar_D):
 
 @numba.njit(**_REDUCE)
 def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, dll):
-    """:func:`gaussian_loglik_shared` and its gradient; twin: reference.gaussian_loglik_shared_grad.
+    """:func:`gaussian_loglik_shared` and its gradient (eq.44); twin: reference.gaussian_loglik_shared_grad.
 
     Parameters
     ----------
@@ -587,7 +589,7 @@ def gaussian_loglik_shared_grad(ll, dmean, db, dlogvar_D, x, mean, b, logvar_D, 
 
 @numba.njit(**_REDUCE)
 def kl_grad(kl, denc, enc, scale):
-    """Analytic KL( N(μ, e^v) ‖ N(0, I) ) per data point and its gradient (eq.17, eq.18, eq.19).
+    """Analytic KL( N(μ, e^v) ‖ N(0, I) ) per data point and its gradient (eq.23, eq.24).
 
     Parameters
     ----------
@@ -614,7 +616,7 @@ def kl_grad(kl, denc, enc, scale):
 
 @numba.njit(**_OPTS)
 def reparam_forward(z, std, enc, eps):
-    """Reparameterized samples z = μ + σ ε with σ = exp(v/2) (eq.18).
+    """Reparameterized samples z = μ + σ ε with σ = exp(v/2) (eq.27).
 
     Parameters
     ----------
@@ -636,7 +638,7 @@ def reparam_forward(z, std, enc, eps):
 
 @numba.njit(**_OPTS)
 def reparam_backward(denc, dz, eps, std):
-    """Backward of :func:`reparam_forward`, summed over the L samples, ADDED to denc.
+    """Backward of :func:`reparam_forward` (eq.28), summed over the L samples, ADDED to denc.
 
     Parameters
     ----------
@@ -664,7 +666,8 @@ def reparam_backward(denc, dz, eps, std):
 # ------------------------------------------------ importance-weighted bound
 @numba.njit(**_REDUCE)
 def log_weights(log_w, ll, z, eps, enc):
-    """Log importance weights log w = log p(x|z) + log p(z) − log q(z|x) (eq.15); twin: reference.log_weights.
+    """Log importance weights log w = log p(x|z) + log p(z) − log q(z|x) (eq.29, eq.35, eq.36); twin:
+    reference.log_weights.
 
     Parameters
     ----------
@@ -691,7 +694,8 @@ def log_weights(log_w, ll, z, eps, enc):
 
 @numba.njit(**_OPTS)
 def iwae_weights(bound, dlogw, log_w, scale):
-    """The bound L_K = log (1/K) Σ_k w_k per point and scale · the normalized weights; twin: reference.iwae_weights.
+    """The bound L_K = log (1/K) Σ_k w_k per point (eq.29, eq.30) and scale · the normalized weights (eq.34);
+    twin: reference.iwae_weights.
 
     Parameters
     ----------
@@ -719,7 +723,8 @@ def iwae_weights(bound, dlogw, log_w, scale):
 
 @numba.njit(**_OPTS)
 def iwae_latent_grad(denc, dz, z, dlogw):
-    """The parts of the IWAE gradient that do not go through the decoder; twin: reference.iwae_latent_grad.
+    """The parts of the IWAE gradient that do not go through the decoder (eq.35, eq.36); twin:
+    reference.iwae_latent_grad.
 
     Parameters
     ----------

@@ -178,7 +178,7 @@ def gaussian_kl_diag(m0, logvar0, m1, logvar1):
     Notes
     -----
     KL = ½ Σ_j [ v1_j − v0_j + (e^{v0_j} + (m0_j − m1_j)²) e^{−v1_j} − 1 ].
-    With m1 = 0, v1 = 0 it is the analytic KL of eq.17 (eq.18 against eq.19).
+    With m1 = 0, v1 = 0 it is the analytic KL of eq.23 (eq.18 against eq.19).
     """
     m0, m1 = _finite_array(m0, "m0"), _finite_array(m1, "m1")
     v0, v1 = _finite_array(logvar0, "logvar0"), _finite_array(logvar1, "logvar1")

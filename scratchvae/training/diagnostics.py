@@ -2,8 +2,8 @@
 
 What lives here, with the equations of ``MATH.md`` it reads off:
 
-- :func:`kl_per_dimension`: the analytic KL( q(z|x) ‖ p(z) ) of eq.17 with
-  eq.18/eq.19 (eq.23), kept per latent dimension and averaged over data points, so a
+- :func:`kl_per_dimension`: the analytic KL( q(z|x) ‖ p(z) ) of eq.23 (the
+  second term of eq.17), kept per latent dimension and averaged over data points, so a
   dimension that carries no information (KL ≈ 0, q(z_j|x) = p(z_j)) stands out.
 - :func:`active_units`: the criterion of Burda et al. 2015 (eq.45): a unit u is
   active when A_u = Cov_x( E_{q(u|x)}[u] ) > 0.01, i.e. its encoder mean moves with x.
@@ -62,7 +62,7 @@ def _positive_int(name, value):
 
 
 def kl_per_dimension(mu, logvar):
-    """Analytic KL( q(z|x) ‖ p(z) ) per latent dimension, averaged over data points.
+    """Analytic KL( q(z|x) ‖ p(z) ) per latent dimension (eq.23 per j), averaged over data points.
 
     Parameters
     ----------
@@ -75,7 +75,7 @@ def kl_per_dimension(mu, logvar):
 
     Notes
     -----
-    With p(z) = N(0, I) (eq.19) the KL of eq.17 is a sum over dimensions,
+    With p(z) = N(0, I) (eq.19) the KL is a sum over dimensions (eq.23),
       KL_n = Σ_j ½ ( μ_nj² + e^{v_nj} − v_nj − 1 ),
     so kl[j] = (1/N) Σ_n ½ ( μ_nj² + e^{v_nj} − v_nj − 1 ) and
     Σ_j kl[j] is the average per-point KL term of the ELBO. A dimension with
@@ -87,7 +87,7 @@ def kl_per_dimension(mu, logvar):
 
 
 def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
-    """Count the active latent units: A_u = Cov_x( E_{q(u|x)}[u] ) > threshold.
+    """Count the active latent units: A_u = Cov_x( E_{q(u|x)}[u] ) > threshold (eq.45).
 
     Parameters
     ----------
@@ -115,7 +115,7 @@ def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
 
 
 def bits_per_dim(nats_per_point, data_dim):
-    """A log-likelihood in nats per data point as a negative log-likelihood in bits per dimension.
+    """A log-likelihood in nats per data point as a negative log-likelihood in bits per dimension (eq.46).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ binarization come from one generator seeded with ``seed`` (default
 :data:`EVAL_SEED`), so two evaluations of the same model on the same data
 give the same numbers, whether after an epoch of training or from
 ``scratchvae evaluate``. ``iwae`` is L_K of Burda et al. (2015) with
-K = ``iw_samples``: ELBO = L_1 ≤ L_K ≤ log p(x) in expectation; with large K it
+K = ``iw_samples`` (eq.29): ELBO = L_1 ≤ L_K ≤ log p(x) in expectation (eq.31-eq.33); with large K it
 is the usual estimate of the test log-likelihood. The K samples are drawn in
 chunks of at most :data:`ROWS_PER_CALL` decoder rows, and the bound is
 accumulated by a streaming log-sum-exp, so K = 5000 runs in bounded memory.
@@ -138,7 +138,7 @@ def importance_bound(engine, x, k, rng, rows_per_call=None, helpers=None):
 
     Returns
     -------
-    bound : (N,) L_K = log (1/K) Σ_k w_k, by a streaming log-sum-exp over the chunks (float64)
+    bound : (N,) L_K = log (1/K) Σ_k w_k (eq.29), by a streaming log-sum-exp (eq.30) over the chunks (float64)
     recon : (N,) the mean over the K samples of log p(x|z_k);  kl : (N,) the analytic KL;  enc : (N, 2J) [μ | v]
     """
     N, dtype = x.shape[0], engine.dtype

@@ -182,7 +182,7 @@ def test_gaussian_kl_nonnegative_zero_when_equal_and_diag_matches_full(seed, J):
     full = gaussian_kl(m0, np.diag(np.exp(v0)), m1, np.diag(np.exp(v1)))
     assert_identity(gaussian_kl_diag(m0, v0, m1, v1), full, rtol=NAIVE_RTOL)
     assert abs(gaussian_kl_diag(m0, v0, m0, v0)) <= ROUNDOFF * J
-    # against the prior it is the analytic KL of eq.17 in distributions.py
+    # against the prior it is the analytic KL of eq.23 in distributions.py
     assert_identity(gaussian_kl_diag(m0, v0, 0.0, 0.0), gaussian_kl_forward(m0[None], v0[None])[0][0])
 
 
@@ -336,7 +336,7 @@ def test_teeth_ppca_wrong_formulas_have_lower_likelihood():
 
 # =============================================================== teeth: ELBO
 def elbo_diag_reparam(model, x, mean, logvar, eps, std_from_logvar):
-    """Sampled ELBO of eq.20 as a VAE computes it: reconstruction − analytic KL (eq.17)."""
+    """Sampled ELBO of eq.20 as a VAE computes it: reconstruction − analytic KL (eq.23)."""
     z = mean + std_from_logvar(logvar) * eps  # (L, J)
     recon = log_normal(x, z @ model.W.T + model.b, np.log(model.s2))  # (L,)
     kl = gaussian_kl_forward(mean[None], logvar[None])[0][0]

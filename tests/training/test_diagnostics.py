@@ -26,7 +26,7 @@ def test_kl_per_dimension_sums_to_the_per_point_kl():
     rng = np.random.default_rng(0)
     mu, logvar = 2 * rng.standard_normal((50, 6)), rng.standard_normal((50, 6))  # (N, J)
     per_dim = kl_per_dimension(mu, logvar)  # (J,)
-    per_point, _ = gaussian_kl_forward(mu, logvar)  # (N,), eq.17 summed over J
+    per_point, _ = gaussian_kl_forward(mu, logvar)  # (N,), eq.23 summed over J
     assert per_dim.shape == (6,)
     assert (per_dim >= 0).all()
     np.testing.assert_allclose(per_dim.sum(), per_point.mean(), rtol=EXACT_RTOL)
