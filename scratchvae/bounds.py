@@ -6,7 +6,9 @@ eq.15) as two reductions of the same log importance weights
 log w_k = log p(x, z_k) − log q(z_k|x). The models whose evidence is exact,
 against which these are tested, are in :mod:`scratchvae.testing.exact`.
 
-Everything is float64 NumPy; nothing here touches global random state.
+Everything is float64 NumPy; nothing here touches global random state. One
+rule for non-finite log weights, everywhere: NaN in gives NaN out, all −inf
+gives −inf (:func:`log_mean_exp`).
 
 Shape letters: K importance samples along the reduced axis.
 """
@@ -33,7 +35,7 @@ def _log_values(a, name):
 
 
 def log_sum_exp(a, axis):
-    """log Σ exp(a) along ``axis``, shifted by the max; −inf if every entry is −inf. No validation: NaN goes through."""
+    """log Σ exp(a) along ``axis``, shifted by the max (eq.30), with the rule of :func:`log_mean_exp`."""
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)  # all −inf: shift by 0, the sum is 0, the log −inf
     with np.errstate(divide="ignore"):
@@ -43,18 +45,22 @@ def log_sum_exp(a, axis):
 
 # ----------------------------------------------- the bounds of eq.6 and eq.29
 def log_mean_exp(a, axis=0):
-    """Stable log( (1/K) Σ_k exp(a_k) ) along ``axis``.
+    """Stable log( (1/K) Σ_k exp(a_k) ) along ``axis``: the one home of this formula.
+
+    The model's bound, the reference kernel, the evaluation and the
+    property-test kit all call it (or :func:`log_sum_exp` beneath it), so one
+    rule holds everywhere: NaN in gives NaN out (a diverged training step
+    shows as NaN, never as a number); every entry −inf (zero weight) gives −inf;
+    +inf gives +inf.
 
     Parameters
     ----------
-    a : array_like, K entries along ``axis``; −inf entries (zero weight) are
-        allowed, NaN and +inf are not.
+    a : array_like, K ≥ 1 entries along ``axis``; computed in float64.
     axis : int
 
     Returns
     -------
-    out : array of ``a.shape`` without ``axis`` (a float for 1-D input);
-        −inf where every entry is −inf.
+    out : float64 array of ``a.shape`` without ``axis`` (a float for 1-D input).
 
     Notes
     -----
@@ -64,7 +70,7 @@ def log_mean_exp(a, axis=0):
     the concave log (eq.6) the result is ≥ mean(a), with equality iff all a_k
     are equal.
     """
-    a = _log_values(a, "a")
+    a = _float_array(a, "a")
     if a.ndim == 0:
         raise ValueError("a must have at least one axis")
     K = a.shape[axis]
@@ -84,7 +90,8 @@ def iwae_bound(log_w, axis=0):
 
     Returns
     -------
-    L_K : array of ``log_w.shape`` without ``axis``; one draw of the estimator.
+    L_K : array of ``log_w.shape`` without ``axis``; one draw of the estimator
+        (NaN, −inf and +inf as :func:`log_mean_exp`, which computes it).
 
     Notes
     -----
@@ -109,13 +116,14 @@ def elbo_from_log_weights(log_w, axis=0):
 
     Returns
     -------
-    elbo : array of ``log_w.shape`` without ``axis``.
+    elbo : array of ``log_w.shape`` without ``axis``; NaN in gives NaN out, as
+        :func:`log_mean_exp`.
 
     Notes
     -----
     ELBO ≈ (1/K) Σ_k log w_k ≤ log (1/K) Σ_k w_k = L_K (Jensen, eq.6).
     """
-    log_w = _log_values(log_w, "log_w")
+    log_w = _float_array(log_w, "log_w")
     if log_w.ndim == 0 or log_w.shape[axis] == 0:
         raise ValueError("log_w must have a non-empty sample axis")
     return np.mean(log_w, axis=axis)

@@ -164,7 +164,12 @@ def standard_normal(rng, out):
 
 
 def log_normal(x, mean, logvar):
-    """log N(x; mean, diag e^logvar), summed over the last axis (broadcasting)."""
+    """log N(x; mean, diag e^logvar), summed over the last axis (broadcasting).
+
+    The one home of the diagonal Gaussian log-density: the Gaussian decoder's
+    likelihood (:func:`gaussian_loglik_forward`, eq.43), the prior and q in the
+    log weights (eq.29) and the sampled KL (:func:`kl_monte_carlo`) all call it.
+    """
     return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar)).sum(axis=-1)
 
 
@@ -239,10 +244,8 @@ def gaussian_loglik_forward(x, mean, logvar):
     ll : (L, N) or (N,) array
     cache : tuple
     """
-    inv_var = np.exp(-logvar)
-    diff = x - mean  # (L, N, D)
-    ll = -0.5 * (LOG_2PI + logvar + diff * diff * inv_var).sum(axis=-1)
-    return ll, (diff, inv_var, np.shape(logvar))
+    ll = log_normal(x, mean, logvar)  # (L, N)
+    return ll, (x - mean, np.exp(-logvar), np.shape(logvar))
 
 
 def gaussian_loglik_backward(dll, cache):

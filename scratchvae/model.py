@@ -22,12 +22,13 @@ import dataclasses
 import numpy as np
 
 from . import distributions as dist
-from .bounds import log_sum_exp
+from .bounds import log_mean_exp
 from .ops import check_activation, sigmoid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("fixed", "learned", "predicted")
 DTYPES = ("float32", "float64")
+UNITS = "nats per data point (summed over dimensions, averaged over data points)"  # of every reported number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +131,7 @@ class IWAETerms:
 
     @property
     def bound(self):  # NaN in a log weight gives NaN here, for the trainer to report as a divergence
-        return log_sum_exp(self.log_w.astype(np.float64), axis=0) - np.log(self.log_w.shape[0])
+        return log_mean_exp(self.log_w, axis=0)
 
     @property
     def elbo(self):

@@ -4,8 +4,6 @@ Each updates a dict of parameter arrays in place from a dict of gradients of
 the loss (they all descend). Their state is a dict of plain arrays plus a step
 count, so it can be checkpointed without pickle.
 """
-import math
-
 import numpy as np
 
 from .ops import flushed
@@ -19,6 +17,9 @@ from .ops import flushed
 # gradient is read, and the state and parameters written, through
 # ops.flushed: a moment decaying where the gradient is zero ends at 0, not in
 # the subnormal numbers (docs/performance.md, "Subnormal numbers").
+# SGD and Adagrad are written in their kernels' order of operations, so the
+# two agree to the bit; Adam is written as the paper writes it, and its
+# kernel's reordering agrees with it up to rounding.
 
 def sgd_momentum_update(p, vel, g, lr, momentum):
     """SGD with heavy-ball momentum: vel ← momentum·vel + g,  p ← p − lr·vel."""
@@ -36,18 +37,21 @@ def adagrad_update(p, s, g, lr, eps):
 
 
 def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
-    """Adam (Kingma & Ba 2015) with bias correction; ``bias1, bias2`` = 1 − beta1^t, 1 − beta2^t.
+    """Adam (Kingma & Ba 2015, Algorithm 1) with bias correction; ``bias1, bias2`` = 1 − beta1^t, 1 − beta2^t.
 
-    m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,  p ← p − lr m̂ / (sqrt(v̂) + eps)
-    with m̂ = m / bias1, v̂ = v / bias2, computed as
-    p ← p − (lr/bias1) m / (sqrt(v)·r + eps), r = 1/sqrt(bias2): one square root
-    and one division per element.
+    m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
+    m̂ = m / (1 − β1^t),  v̂ = v / (1 − β2^t),  p ← p − lr m̂ / (sqrt(v̂) + eps),
+    as the paper writes it. The compiled kernel folds the two corrections into
+    one factor each (one division per element instead of three); the two agree
+    up to rounding.
     """
     T = p.dtype.type
     g = flushed(g)
     m[...] = flushed(m * T(beta1) + T(1 - beta1) * g)
     v[...] = flushed(v * T(beta2) + T(1 - beta2) * (g * g))
-    p[...] = flushed(p - T(lr / bias1) * m / (np.sqrt(v) * T(1.0 / math.sqrt(bias2)) + T(eps)))
+    m_hat = m / T(bias1)  # |m̂| ≥ |m| and v̂ ≥ v (bias ≤ 1): no subnormal from a flushed m or v
+    v_hat = v / T(bias2)
+    p[...] = flushed(p - T(lr) * m_hat / (np.sqrt(v_hat) + T(eps)))
 
 
 class Optimizer:

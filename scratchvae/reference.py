@@ -146,7 +146,7 @@ def log_weights(log_w, ll, z, eps, enc):
 def iwae_weights(bound, dlogw, log_w, scale):
     """bound = log (1/K) Σ_k w_k per point (eq.29, eq.30); dlogw = scale · w_k / Σ_j w_j, the normalized
     weights (eq.34)."""
-    bound[...] = bounds.log_sum_exp(log_w, axis=0) - np.log(log_w.shape[0])  # NaN goes through
+    bound[...] = bounds.log_mean_exp(log_w, axis=0)  # computed in float64; NaN goes through
     bound[...] = flushed(bound)  # in the outputs' dtype
     shifted = flushed(np.exp(log_w - log_w.max(axis=0)))
     dlogw[...] = flushed(scale * (shifted / shifted.sum(axis=0)))
@@ -166,26 +166,9 @@ def iwae_latent_grad(denc, dz, z, dlogw):
 
 # Each entry calls the ops through their modules at call time, so a test that
 # replaces an op (a deliberately wrong backward) reaches every workload.
-KERNELS = {
-    "bias_act_forward": bias_act_forward,
-    "bias_act_backward": bias_act_backward,
-    "col_sum": col_sum,
-    "all_finite": all_finite,
-    "max_abs": max_abs,
-    "product_bound": product_bound,
-    "bernoulli_loglik": bernoulli_loglik,
-    "bernoulli_loglik_grad": bernoulli_loglik_grad,
-    "gaussian_loglik": gaussian_loglik,
-    "gaussian_loglik_grad": gaussian_loglik_grad,
-    "gaussian_loglik_shared": gaussian_loglik_shared,
-    "gaussian_loglik_shared_grad": gaussian_loglik_shared_grad,
-    "kl_grad": kl_grad,
-    "reparam_forward": reparam_forward,
-    "reparam_backward": reparam_backward,
-    "log_weights": log_weights,
-    "iwae_weights": iwae_weights,
-    "iwae_latent_grad": iwae_latent_grad,
-    "adam_update": optim.adam_update,
-    "sgd_momentum_update": optim.sgd_momentum_update,
-    "adagrad_update": optim.adagrad_update,
-}
+KERNELS = {f.__name__: f for f in (
+    bias_act_forward, bias_act_backward, col_sum, all_finite, max_abs, product_bound, bernoulli_loglik,
+    bernoulli_loglik_grad, gaussian_loglik, gaussian_loglik_grad, gaussian_loglik_shared,
+    gaussian_loglik_shared_grad, kl_grad, reparam_forward, reparam_backward, log_weights, iwae_weights,
+    iwae_latent_grad, optim.adam_update, optim.sgd_momentum_update, optim.adagrad_update,
+)}

@@ -11,6 +11,8 @@ from tests.strategies import dims, rng_from, seeds
 # Monte Carlo comparisons allow this many standard errors: a correct
 # implementation fails one such check with probability below 1e-6.
 Z_TOL = 5.0
+# A worked example in float64 (a few roundings of log 2π, log 2, log 4).
+BY_HAND_RTOL = 1e-14
 
 
 def test_kl_is_zero_at_the_prior():
@@ -100,6 +102,18 @@ def test_bernoulli_loglik_is_finite_for_huge_logits():
     np.testing.assert_allclose(ll, [-2e4])  # the two wrong pixels cost 1e4 nats each
     d = dist.bernoulli_loglik_backward(np.ones(1), cache)
     np.testing.assert_allclose(d, [[0.0, 0.0, -1.0, 1.0]])
+
+
+def test_log_normal_worked_by_hand():
+    """The one Gaussian log-density, pinned: a standard deviation taken for the variance (e^v for e^{v/2}),
+    a missing log 2π or ½ each changes the number."""
+    # x = (1, 2), mean (0, 0), variances (1, 4):
+    # −½ [log 2π + log 1 + 1²/1] − ½ [log 2π + log 4 + 2²/4] = −log 2π − ½ − log 2 − ½ = −log 2π − 1 − log 2
+    x, mean, logvar = np.array([1.0, 2.0]), np.zeros(2), np.log([1.0, 4.0])
+    want = -math.log(2 * math.pi) - 1 - math.log(2)
+    assert dist.log_normal(x, mean, logvar) == pytest.approx(want, rel=BY_HAND_RTOL)
+    ll, _ = dist.gaussian_loglik_forward(x[None], mean[None], logvar)  # the decoder's likelihood is this density
+    np.testing.assert_allclose(ll, [want], rtol=BY_HAND_RTOL)
 
 
 @pytest.mark.parametrize("shape", [(), (6,), (2, 4, 6)], ids=["fixed", "per-pixel", "predicted"])

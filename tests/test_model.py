@@ -3,7 +3,7 @@ import pytest
 
 from scratchvae import VAE, VAEConfig
 from scratchvae.testing import gradcheck
-from scratchvae.model import ELBOTerms
+from scratchvae.model import ELBOTerms, IWAETerms
 
 
 def small(**kw):
@@ -146,3 +146,18 @@ def test_sample_and_reconstruct_shapes_and_range():
 def test_elbo_terms():
     t = ELBOTerms(recon=np.array([-3.0]), kl=np.array([2.0]), beta=0.5)
     assert t.elbo.tolist() == [-5.0] and t.objective.tolist() == [-4.0]
+
+
+# log 3 stored in float32 errs by ≤ 6.6e-8; through log((1 + 3)/2) that is ≤ 5e-8, 7e-8 of log 2.
+FLOAT32_LOG3_RTOL = 2e-7
+
+
+def test_iwae_terms_bound_by_hand_and_the_one_nan_rule():
+    """bound = log (1/K) Σ_k w_k per point (eq.29), through bounds.log_mean_exp, in float64 whatever log_w's
+    dtype; a NaN weight gives NaN in its column only (the trainer reports it as a divergence); all −inf, −inf."""
+    log_w = np.array([[0.0, np.nan, -np.inf], [np.log(3.0), 0.0, -np.inf]], np.float32)  # (K=2, N=3)
+    b = IWAETerms(log_w=log_w, recon=np.zeros(3), kl=np.zeros(3)).bound
+    # column 0: log ((e^0 + e^{log 3}) / 2) = log ((1 + 3) / 2) = log 2
+    assert b.dtype == np.float64
+    assert b[0] == pytest.approx(np.log(2.0), rel=FLOAT32_LOG3_RTOL)
+    assert np.isnan(b[1]) and b[2] == -np.inf

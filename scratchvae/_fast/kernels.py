@@ -752,8 +752,9 @@ def iwae_latent_grad(denc, dz, z, dlogw):
 
 # ---------------------------------------------------------------- optimizers
 # One pass over parameter, gradient and moments; 1-D contiguous arrays (flat
-# views of all parameters). The formulas and their order of operations are
-# those of scratchvae.optim, so float32 results agree to the last bit.
+# views of all parameters). SGD and Adagrad run the operations of
+# scratchvae.optim in the same order (the same bits); Adam reorders the paper's
+# bias correction into one division (the same up to a few roundings).
 
 @numba.njit(**_OPTS)
 def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
@@ -769,9 +770,9 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     Notes
     -----
     m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
-    p ← p − (lr/bias1) m / (sqrt(v)·r + eps) with r = 1/sqrt(bias2), as :class:`scratchvae.optim.Adam`
-    (the same as lr (m/bias1) / (sqrt(v/bias2) + eps) up to rounding; one division
-    per element instead of two).
+    p ← p − (lr/bias1) m / (sqrt(v)·r + eps) with r = 1/sqrt(bias2): the paper's
+    lr m̂ / (sqrt(v̂) + eps) of :func:`scratchvae.optim.adam_update` up to rounding, with
+    one division per element instead of two (tests/_fast/test_kernels.py bounds the difference).
     """
     T = p.dtype.type
     b1, c1, b2, c2 = T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2)

@@ -1,87 +1,18 @@
 """A property-test kit for anyone's ELBO: is your estimate a bound, and the right one?
 
 A gradient check proves that a backward pass agrees with its forward pass; it
-cannot prove that the forward pass agrees with the math. This module checks
-the forward pass against a model whose evidence log p(x) and posterior p(z|x)
-are exact (:class:`scratchvae.testing.exact.LinearGaussian`), with hypothesis drawing
-the parameters, the data and the noise, and shrinking any failure to the
-smallest sizes and values that still break the property.
+cannot prove that the forward pass agrees with the math. This kit checks the
+forward pass (and, optionally, the gradient) of an ELBO or IWAE bound written
+in any framework against models whose evidence log p(x) and posterior p(z|x)
+are exact (:mod:`scratchvae.testing.exact`), with hypothesis drawing the
+parameters, the data and the noise and shrinking any failure to the smallest
+case that still breaks a property.
 
-The adapter: what your function receives and returns
-----------------------------------------------------
-Write one function, in any framework::
-
-    def my_elbo(x, eps, params):
-        ...
-        return per_point  # (N,) anything np.asarray accepts (a torch tensor is detached for you)
-
-x : (N, D) float64 array, the data.
-eps : (L, N, J) float64 array of standard normal noise; your z is
-    μ + σ ⊙ ε with σ = exp(v/2) (eq.18). For ``kind="iwae"`` the first axis
-    holds the K importance samples.
-params : dict of float64 arrays, a linear VAE with a Gaussian decoder:
-    ``enc_W`` (D, 2J), ``enc_b`` (2J,): the encoder, [μ, v] = x @ enc_W + enc_b,
-    v = log σ² (eq.18);
-    ``dec_W`` (J, D), ``dec_b`` (D,): the decoder mean z @ dec_W + dec_b;
-    ``dec_logvar`` () : log s², the fixed variance of p(x|z) = N(mean, s² I_D).
-The prior is N(0, I_J) (eq.19). Return the per-point estimate: for
-``kind="elbo"`` the Monte Carlo ELBO of eq.20, (1/L) Σ_l log p(x|z_l) − KL
-(analytic or sampled KL, either is fine); for ``kind="iwae"`` the
-importance-weighted bound L_K = log (1/K) Σ_k w_k (Burda et al. 2015).
-Compute in float64 (or pass a looser ``rtol``): the exact properties compare
-to the closed forms at float64 round-off.
-
-For a discrete latent, ``kind="categorical"`` calls ``fn(x, q, params)`` with
-binary x (N, D), a categorical q (N, K) whose rows sum to 1 (exact zeros
-included: 0 · log 0 = 0) and ``params`` = {``logits`` (K, D), ``log_prior``
-(K,)} of a Bernoulli mixture (:class:`scratchvae.testing.exact.BernoulliMixture`),
-and expects the ELBO Σ_k q_k [log π_k + log p(x|k) − log q_k] (eq.6).
-
-Optionally a gradient function ``grad(x, eps, params) -> dict`` with the keys
-of ``params``: the gradient of Σ_n estimate_n with respect to each.
-
-The properties (``ELBO_PROPERTIES``, ``IWAE_PROPERTIES``, ``CATEGORICAL_PROPERTIES``)
-------------------------------------------------------------------------------------
-Expectations over the noise are taken exactly, not sampled: for this model a
-correct estimate is a quadratic function of ε, so its average over the 2J
-points ε = ±√J e_j (which share the first two moments of N(0, I)) is its
-expectation. Your function is called once on the data tiled 2J times with one
-sample each, so the exact properties see L = 1 and only ``unbiased`` sees L > 1.
-
-- ``kl_term`` (eq.17, eq.19): with the decoder switched off (dec_W = 0),
-  E[ELBO at q = p(z)] − E[ELBO at q] is the KL term: it must be ≥ 0 and equal
-  ½ Σ (μ² + e^v − v − 1).
-- ``elbo_below_evidence`` (eq.14): E[ELBO] ≤ log p(x) for every parameter value.
-- ``gap_is_kl_to_posterior`` (eq.13): log p(x) − E[ELBO] = KL(q ‖ p(z|x)),
-  so the bound is tight exactly when q is the posterior.
-- ``unbiased`` (eq.20): with L = 1..4 random samples, the average of many
-  independent estimates is the closed-form ELBO within ``Z_TOL`` standard
-  errors (the 1/L makes the estimate an average, not a sum).
-- ``gradient`` (only with ``grad``): E[∇ estimate] along a random direction
-  against central differences of the closed-form ELBO.
-- ``iwae_k1_is_elbo``: E[L_1] is the closed-form ELBO (eq.13).
-- ``iwae_tight_at_posterior``: at q = p(z|x) every weight is p(x) (eq.2), so
-  L_K = log p(x) exactly, for any K and any noise.
-- ``iwae_below_evidence``: E[L_K] ≤ log p(x) (Jensen, eq.6).
-- ``iwae_nondecreasing_in_k``: E[L_2K] ≥ E[L_K].
-- ``iwae_gradient`` (only with ``grad``): against central differences of
-  your own L_K at fixed noise.
-- ``categorical_below_evidence`` (eq.14), ``categorical_gap_is_kl`` (eq.13)
-  and ``categorical_tight_at_posterior``: the same claims for the mixture,
-  where everything is a finite sum and exact.
-
-Running them
-------------
-``check(fn, kind)`` returns a :class:`Report` (a table of property, verdict
-and shrunk counterexample); ``assert_passes(fn, kind)`` raises AssertionError
-with that table, for a test suite; ``scratchvae proptest MODULE:FUNCTION`` is
-the command. Adapters for scratchvae's own VAE are :func:`scratchvae_elbo`
-and :func:`scratchvae_iwae` (with ``*_grad``).
-
-Strategies: :func:`linear_gaussian_cases` (parameters, data, noise seed and
-sizes of the linear-Gaussian VAE) and :func:`bernoulli_mixture_cases` (the
-discrete-latent model for binary data, :class:`scratchvae.testing.exact.BernoulliMixture`,
-with binary data and a categorical q), for your own ``@given`` tests too.
+The adapter your function implements, the properties and their equations,
+the tolerances and a worked counterexample are in docs/proptest.md. In short:
+``check(fn, kind)`` returns a :class:`Report`, ``assert_passes(fn, kind)``
+raises with its table, ``scratchvae proptest MODULE:FUNCTION`` is the command;
+:func:`scratchvae_elbo` and :func:`scratchvae_iwae` adapt scratchvae's own VAE.
 
 Shape letters: N data points, D data dimensions, J latent dimensions,
 L (or K) samples per data point, R independent replications.
@@ -99,6 +30,7 @@ from hypothesis import HealthCheck, find, settings as hsettings, strategies as s
 from hypothesis.errors import NoSuchExample
 from hypothesis.extra import numpy as hnp
 
+from ..bounds import log_sum_exp
 from .exact import BernoulliMixture, LinearGaussian, gaussian_kl_diag
 
 # ------------------------------------------------------------------ tolerances
@@ -277,7 +209,7 @@ def bernoulli_mixture_cases(draw, max_K=4, max_D=4, max_N=3, at_posterior=None):
     N = draw(st.integers(1, max_N))
     logits = draw(_arrays((K, D), 4.0))
     a = draw(_arrays((K,), 3.0))
-    log_prior = a - (a.max() + np.log(np.sum(np.exp(a - a.max()))))
+    log_prior = a - log_sum_exp(a, axis=0)  # normalized: Σ_k π_k = 1
     model = BernoulliMixture(logits, log_prior)
     x = draw(hnp.arrays(np.float64, (N, D), elements=st.sampled_from([0.0, 1.0])))
     post = draw(st.booleans()) if at_posterior is None else at_posterior
@@ -510,7 +442,7 @@ def _iwae_gradient(fn, case, opt):
 
 
 ELBO_PROPERTIES = (
-    Property("kl_term", "eq.17", "the KL term is ≥ 0 and equals ½Σ(μ²+e^v−v−1)",
+    Property("kl_term", "eq.23", "the KL term is ≥ 0 and equals ½Σ(μ²+e^v−v−1)",
              linear_gaussian_cases(samples=(1, 1)), _kl_term),
     Property("elbo_below_evidence", "eq.14", "E[ELBO] ≤ log p(x) for every parameter value",
              linear_gaussian_cases(samples=(1, 1)), _elbo_below_evidence),
@@ -522,15 +454,15 @@ ELBO_PROPERTIES = (
              linear_gaussian_cases(samples=(1, 1)), _gradient, needs_grad=True),
 )
 IWAE_PROPERTIES = (
-    Property("iwae_k1_is_elbo", "eq.13", "E[L_1] is the closed-form ELBO",
+    Property("iwae_k1_is_elbo", "eq.32", "E[L_1] is the closed-form ELBO",
              linear_gaussian_cases(samples=(1, 1)), _iwae_k1_is_elbo),
-    Property("iwae_tight_at_posterior", "eq.2", "L_K = log p(x) exactly when q = p(z|x), for every K",
+    Property("iwae_tight_at_posterior", "eq.29", "L_K = log p(x) exactly when q = p(z|x), for every K",
              linear_gaussian_cases(samples=(1, MAX_K), orthogonal=True, perturbed=False), _iwae_tight_at_posterior),
-    Property("iwae_below_evidence", "eq.6", "E[L_K] ≤ log p(x)",
+    Property("iwae_below_evidence", "eq.31", "E[L_K] ≤ log p(x)",
              linear_gaussian_cases(samples=(1, MAX_K)), _iwae_below_evidence),
-    Property("iwae_nondecreasing_in_k", "eq.6", "E[L_2K] ≥ E[L_K]",
+    Property("iwae_nondecreasing_in_k", "eq.33", "E[L_2K] ≥ E[L_K]",
              linear_gaussian_cases(samples=(1, MAX_K // 2)), _iwae_nondecreasing),
-    Property("iwae_gradient", "", "∇L_K matches central differences of L_K at fixed noise",
+    Property("iwae_gradient", "eq.34", "∇L_K matches central differences of L_K at fixed noise",
              linear_gaussian_cases(samples=(1, MAX_K)), _iwae_gradient, needs_grad=True),
 )
 def _categorical_elbo(fn, case):
@@ -632,7 +564,7 @@ def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, r
 
     Parameters
     ----------
-    fn : callable (x, eps, params) -> (N,) array-like, see the module docstring.
+    fn : callable (x, eps, params) -> (N,) array-like (the adapter of docs/proptest.md).
     kind : "elbo", "iwae" or "categorical".
     grad : optional callable (x, eps, params) -> dict of gradients of Σ_n fn.
     settings : hypothesis.settings or None; None is ``max_examples=100``,

@@ -6,12 +6,11 @@ import numpy as np
 
 from ..data.datasets import check_binarize
 from ..engine import BACKENDS, default_backend
-from ..model import _check_positive_int
+from ..model import UNITS, _check_positive_int  # noqa: F401  (UNITS for loop.py)
 from ..optim import make_optimizer
 
 OBJECTIVES = ("elbo", "iwae")
 MAX_WARMUP_EPOCHS = 1e9  # a longer warm-up never reaches beta; the limit keeps the step count an integer
-UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
 @dataclasses.dataclass

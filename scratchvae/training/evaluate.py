@@ -18,15 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._fast import blas
+from ..bounds import log_sum_exp
 from ..data.datasets import BatchSource
 from .diagnostics import active_units, bits_per_dim, kl_per_dimension
 from ..distributions import standard_normal
 from ..engine import default_backend
+from ..model import UNITS
 
 EVAL_SEED = 2015
 ROWS_PER_CALL = 2048  # decoder rows (samples × data points) per engine call: memory bounded at any K (docs/performance.md)
 RING = 3  # noise buffers in flight
-UNITS = "nats per data point (summed over dimensions, averaged over data points)"
 
 
 class _Rows:
@@ -158,7 +159,7 @@ def importance_bound(engine, x, k, rng, rows_per_call=None, helpers=None):
     finally:
         while queued:
             _wait(queued.popleft())
-    return split.top + np.log(split.total) - np.log(k), split.recon / k, kl, enc
+    return split.log_sum - np.log(k), split.recon / k, kl, enc  # L_K = log Σ_k w_k − log K (eq.29)
 
 
 def _wait(futures):
@@ -166,17 +167,14 @@ def _wait(futures):
         f.result()
 
 
-def _accumulate(top, total, recon, log_w, ll):
+def _accumulate(log_sum, recon, log_w, ll):
     """One chunk of log weights (c, n) into a streaming log-sum-exp over samples, in place (float64).
 
-    top : (n,) the running max of the log weights;  total : (n,) Σ exp(log w − top) so far;
-    recon : (n,) Σ log p(x|z) so far
+    log_sum : (n,) log Σ w over the samples so far (−inf before the first), updated to
+    log(e^log_sum + Σ_chunk w) with :func:`scratchvae.bounds.log_sum_exp` and its rule (NaN in, NaN out;
+    all −inf, −inf), which np.logaddexp keeps;  recon : (n,) Σ log p(x|z) so far
     """
-    with np.errstate(under="ignore"):
-        new_top = np.maximum(top, log_w.max(axis=0))
-        total *= np.exp(top - new_top)
-        total += np.exp(log_w - new_top).sum(axis=0)
-    top[...] = new_top
+    log_sum[...] = np.logaddexp(log_sum, log_sum_exp(log_w.astype(np.float64), axis=0))
     recon += ll.sum(axis=0, dtype=np.float64)
 
 
@@ -216,13 +214,13 @@ class _Split:
         cuts = np.linspace(0, N, min(len(engines), N) + 1).round().astype(int)  # equal shares
         self.parts = [(eng, x[a:b], enc[a:b], a, b) for eng, a, b in zip(engines, cuts[:-1], cuts[1:])]
         self.pools = helpers.pools if helpers is not None else []
-        self.top, self.total, self.recon = np.full(N, -np.inf), np.zeros(N), np.zeros(N)
+        self.log_sum, self.recon = np.full(N, -np.inf), np.zeros(N)
 
     def _run(self, part, eps):
         eng, x, enc, a, b = part
         share = eps if len(self.parts) == 1 else np.ascontiguousarray(eps[:, a:b])
         log_w, ll = eng.log_weights(x, enc, share)
-        _accumulate(self.top[a:b], self.total[a:b], self.recon[a:b], log_w, ll)
+        _accumulate(self.log_sum[a:b], self.recon[a:b], log_w, ll)
 
     def run(self, eps):
         """Queue the helpers' shares of the chunk with noise ``eps`` (c, N, J), do the first share;

@@ -502,9 +502,38 @@ def test_reparam_backward_accumulates(dt, data, L, N, J):
 
 
 # ------------------------------------------------------------------ optimizers
-# Same operations in the same order as scratchvae.optim (no FMA contraction
-# without fastmath; sqrt and division correctly rounded on both sides), so the
-# updates agree to the last bit.
+# SGD and Adagrad: the twins do the same operations in the same order as the
+# kernels (no FMA contraction without fastmath; sqrt and division correctly
+# rounded on both sides), so the updates agree to the last bit. Adam: the twin
+# is the paper's form (m̂ = m/bias1, v̂ = v/bias2, lr·m̂/(√v̂ + ε)), the kernel
+# folds the corrections into lr/bias1 and 1/√bias2; m and v are still the same
+# operations in the same order (bit for bit), p differs by rounding only.
+#
+# The bound on p, with u the unit roundoff: the step Δ = lr·m̂/(√v̂ + ε) of
+# either form carries a relative error of at most 10u. The twin: lr, bias1,
+# m/bias1 and the product (4); bias2 and v/bias2 (halved by the √), the √ and
+# + ε (3); the division (1). The kernel: lr/bias1 in float64, then in T, and
+# the product (3); 1/√bias2 in float64 (2) then in T, √v, the product and + ε
+# (6); the division (1). Each rounding errs by at most u relative, or u·tiny
+# absolute where an intermediate is subnormal (Higham, Accuracy and Stability
+# of Numerical Algorithms, 2002, §2.1), which the division by √v̂ + ε scales.
+# So the two steps differ by at most 20u·(|Δ| + tiny/(√v̂ + ε)); then p − Δ
+# rounds on each side (≤ u·|p'|, p' the result) and a result below tiny is
+# flushed to 0 (≤ tiny). ADAM_ROUNDINGS = 24 is those 20 with a fifth more
+# room: a few ulp of the step. A slip in the formula (a bias correction left
+# out, β1 for β2) moves p by a large fraction of Δ, thousands of times this.
+ADAM_ROUNDINGS = 24
+
+
+def adam_reordering_bound(dt, p_a, p_b, m, v, lr, bias1, bias2, eps):
+    """How far two Adam steps' results ``p_a``, ``p_b`` (the kernel's, the twin's) may be apart, from the same
+    p and the new m, v (above)."""
+    u, tiny = np.finfo(dt).eps / 2, float(np.finfo(dt).tiny)
+    den = np.sqrt(v.astype(np.float64) / bias2) + eps  # √v̂ + ε, from the new v (float64)
+    step = np.abs(lr * (m.astype(np.float64) / bias1) / den)  # |Δ|
+    return ADAM_ROUNDINGS * u * (step + tiny / den) + u * (np.abs(p_a.astype(np.float64)) + np.abs(p_b)) + tiny
+
+
 def hyper(data):
     lr = data.draw(st.floats(1e-5, 1.0))
     beta1 = data.draw(st.floats(0.0, 0.99))
@@ -524,24 +553,49 @@ def test_adam_update(dt, data, n):
     v = draw(data, dt, (n,), POSITIVE)
     lr, beta1, beta2, t = hyper(data)
     args = (lr, beta1, beta2, 1e-8, 1 - beta1**t, 1 - beta2**t)
-    outs_k, outs_t = run_both(K.adam_update, R.KERNELS["adam_update"], [p, m, v], [g], *args)
-    for a, b in zip(outs_k, outs_t):
-        np.testing.assert_array_equal(a, b)
+    (p_k, m_k, v_k), (p_t, m_t, v_t) = run_both(K.adam_update, R.KERNELS["adam_update"], [p, m, v], [g], *args)
+    np.testing.assert_array_equal(m_k, m_t)  # the same operations in the same order
+    np.testing.assert_array_equal(v_k, v_t)
+    bound = adam_reordering_bound(dt, p_k, p_t, m_t, v_t, lr, args[4], args[5], args[3])
+    diff = np.abs(p_k.astype(np.float64) - p_t.astype(np.float64))
+    assert (diff <= bound).all(), f"p differs by {diff.max():.3g}, beyond the reordering's {bound[diff.argmax()]:.3g}"
+
+
+def test_adam_reordering_bound_rejects_a_slip():
+    """The bound has teeth: the twin with β1 and β2 swapped, or without the bias correction, is outside it."""
+    rng = np.random.default_rng(0)
+    right = (1e-2, 0.9, 0.999, 1e-8, 1 - 0.9**3, 1 - 0.999**3)  # lr, β1, β2, ε, bias1, bias2 at t = 3
+    slips = {"beta1 and beta2 swapped": (1e-2, 0.999, 0.9, 1e-8, 1 - 0.999**3, 1 - 0.9**3),
+             "no bias correction": right[:4] + (1.0, 1.0)}
+    for dt in DTYPES:
+        p, m, g = (rng.standard_normal(200).astype(dt) for _ in range(3))
+        v = np.abs(rng.standard_normal(200)).astype(dt)
+        (p_k, m_k, v_k), _ = run_both(K.adam_update, R.KERNELS["adam_update"], [p, m, v], [g], *right)
+        bound = adam_reordering_bound(dt, p_k, p_k, m_k, v_k, right[0], right[4], right[5], right[3])
+        for slip, args in slips.items():
+            _, (p_w, _, _) = run_both(K.adam_update, R.KERNELS["adam_update"], [p, m, v], [g], *args)
+            assert (np.abs(p_k.astype(np.float64) - p_w) > bound).all(), slip
 
 
 def test_adam_update_matches_the_optimizer():
+    """Five steps of the kernel on a flat array against Adam.step (the paper's form): m and v bit for bit, p
+    within the reordering bound of each step, summed (a step moves p by Δ whatever p is, so differences add)."""
     from scratchvae.optim import Adam
     rng = np.random.default_rng(0)
     for dt in DTYPES:
         p = rng.standard_normal(1000).astype(dt)
         opt, flat = Adam(lr=1e-2), p.copy()
         m, v = np.zeros_like(p), np.zeros_like(p)
+        allowed = np.zeros(p.shape)
         for _ in range(5):
             g = rng.standard_normal(1000).astype(dt)
             opt.step({"w": p}, {"w": g})
-            K.adam_update(flat, m, v, g, opt.lr, opt.beta1, opt.beta2, opt.eps, 1 - opt.beta1**opt.t,
-                          1 - opt.beta2**opt.t)
-        np.testing.assert_array_equal(flat, p)
+            args = (opt.lr, opt.beta1, opt.beta2, opt.eps, 1 - opt.beta1**opt.t, 1 - opt.beta2**opt.t)
+            K.adam_update(flat, m, v, g, *args)
+            allowed += adam_reordering_bound(dt, flat, p, m, v, opt.lr, args[4], args[5], opt.eps)
+        np.testing.assert_array_equal(m, opt.state["m.w"])
+        np.testing.assert_array_equal(v, opt.state["v.w"])
+        assert (np.abs(flat.astype(np.float64) - p) <= allowed).all()
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -551,7 +605,7 @@ def test_sgd_momentum_update(dt, data, n, lr, momentum):
     p, vel, g = (draw(data, dt, (n,), GENERIC) for _ in range(3))
     outs_k, outs_t = run_both(K.sgd_momentum_update, R.KERNELS["sgd_momentum_update"], [p, vel], [g], lr, momentum)
     for a, b in zip(outs_k, outs_t):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # the same operations in the same order
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -562,7 +616,7 @@ def test_adagrad_update(dt, data, n, lr):
     s = draw(data, dt, (n,), POSITIVE)
     outs_k, outs_t = run_both(K.adagrad_update, R.KERNELS["adagrad_update"], [p, s], [g], lr, 1e-10)
     for a, b in zip(outs_k, outs_t):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # the same operations in the same order
 
 
 # ----------------------------------------------------- pieces (OpenBLAS' threads)
