@@ -1,89 +1,65 @@
-"""The ``steady`` part: every epoch of training on real data timed, so that a slowdown after epoch 1 shows.
+"""The ``steady`` part: every epoch of training on Fashion-MNIST timed, so that a slowdown after epoch 1 shows.
 
     python -m benchmarks steady [--batch-sizes 128] [--epochs 8] [--n N] [--data-dir DIR] [--peers]
                                 [--rounds R] [--json FILE] [--smoke] [--out DIR]
 
-Issue 18: on an Intel Xeon, training slowed 2-3.4x after its first epoch
-because Adam's moments went subnormal (pixels that are black in nearly every
-Fashion-MNIST image get exact-zero gradients, and their moments decay
-geometrically into the subnormal range, where the CPU computes slowly). The
-throughput part, on random binary data with a fresh model, cannot show that.
+Issue 18: training slowed down after its first epoch because Adam's moments
+went subnormal (pixels black in nearly every Fashion-MNIST image get
+exact-zero gradients; their moments decay geometrically into the subnormal
+range, where the CPU computes slowly). Random binary data and a fresh model,
+as in the throughput part, cannot show that.
 
-What this part does, for every system (scratchvae with its numba kernels
-through :class:`scratchvae.engine.FusedStep` exactly as the throughput part's
-:class:`benchmarks.suite.Stepper`: ``forward_backward``, ``gradients_finite``,
-``update``; and with ``--peers`` PyTorch eager, ``torch.compile`` and JAX
-``jit``, their step code that of :mod:`benchmarks.peers`; a peer that is not
-installed is left out with a line saying so):
+The protocol, for every system (scratchvae's numba float32 step,
+:class:`benchmarks.common.Stepper`; with ``--peers``, PyTorch eager,
+``torch.compile`` and JAX ``jit`` with the step code of
+:mod:`benchmarks.peers`; a peer not installed is left out with a line):
 
 - the standard model (784-400-20, ReLU, Bernoulli likelihood on the logits,
-  analytic KL, L = 1, Adam lr 1e-3, float32, 2 threads) trained on the real
-  Fashion-MNIST training images (``scratchvae.data.datasets.load_dataset``, all
-  60,000 or the first ``--n``), pixels scaled to [0, 1] as grey targets
-  exactly as the PyTorch examples VAE does (``ToTensor``: uint8 / 255 in
-  float32; binary cross-entropy on the grey values, no binarization);
-- the same data and the same shuffle for every system: each epoch a
-  permutation drawn from ``np.random.default_rng(seed)`` (the same sequence in
-  every system and round), full minibatches only (at batch 128, 468 steps,
-  the last 96 images of the permutation left out), so no shape changes and
-  nothing is compiled twice;
-- ``--epochs`` epochs (default 8), EVERY one timed, the first included: from
-  the epoch's gather of the permuted data (``data[perm]``, inside the timing,
-  as in the throughput part) to its last step (JAX: ``block_until_ready``);
-- before epoch 1, untimed in the epochs and reported as ``warmup_s``: one
-  gather of a throwaway permutation and the compilation or warm-up of one
-  training step at the batch size, without changing the training state.
-  scratchvae: :meth:`FusedStep.compile` (what ``scratchvae train`` does
-  before epoch 1: Numba's kernels compiled or read from its cache; the
-  parameters, the optimizer state and the noise generator unchanged).
-  PyTorch: one real step of the model and optimizer, then the parameters put
-  back from a copy, the optimizer state cleared and the noise reseeded
-  (``torch.compile`` compiles the forward and backward graphs there). JAX: the
-  jitted step called on a copy of the training state (which it donates). So
-  epoch 1 is training only, and a system that compiles pays for it in
-  ``warmup_s``, not in epoch 1;
-- each system in a fresh process once per round, the rounds interleaving the
-  systems in a rotated order (:func:`benchmarks.suite.interleaved_rounds`).
+  analytic KL, L = 1, Adam lr 1e-3, float32, 2 threads) on the Fashion-MNIST
+  training images (all, or the first ``--n``) as grey targets: uint8 / 255 in
+  float32, as the PyTorch examples VAE's ``ToTensor``, no binarization;
+- the same shuffle for every system and round (:func:`epoch_orders`), full
+  minibatches only, so no shape changes and nothing compiles twice;
+- ``--epochs`` epochs (default 8), every one timed, the first included, from
+  the gather of the permuted data to the last step (JAX: ``block_until_ready``);
+- before epoch 1, reported as ``warmup_s`` and leaving the training state as
+  it was: a throwaway gather and the compilation of one step (scratchvae:
+  :meth:`FusedStep.compile`, as ``scratchvae train`` does; PyTorch: one step,
+  then the parameters put back, Adam's state cleared and the noise reseeded;
+  JAX: the jitted step on a copy of the state), so compiling is paid there,
+  not in epoch 1;
+- each system in a fresh process once per round, the rounds interleaved in a
+  rotated order (:func:`benchmarks.common.interleaved_rounds`).
 
 Reported per system and batch size: the seconds of each epoch (the median
-over the rounds at each epoch index, and every round's own values), the
-ratio median(epochs 4..8) / min(epoch 1, epoch 2) (:func:`slowdown_ratio`,
-computed from the per-epoch medians and for each round; None with fewer than
-4 epochs, and with more than 8 still epochs 4 to 8), and the subnormal floats
-(0 < |v| < ``np.finfo(dtype).tiny``, :func:`count_subnormals`) in the
-parameters and optimizer state at the end of training, for every system
-(scratchvae: ``model.params`` and ``opt.state``; PyTorch: parameters and
-Adam's ``exp_avg`` and ``exp_avg_sq``; JAX: parameters, m and v), and for
-scratchvae also in the checkpoint ``scratchvae.training.checkpoint.save_checkpoint``
-writes of that state, read back. The target of issue 18, reported and never
-asserted: for scratchvae the ratio at most 1.15 and no subnormal number in a
-saved checkpoint. A table (one row per system, one column per epoch, then the
-ratio), JSON (``steady.json``; ``--json FILE``) holding the machine (CPU model
-and vendor) and every round, and a PNG (``steady.png``: seconds per epoch, one
-line per system).
+over the rounds at each epoch, and every round's), the ratio
+median(epochs 4-8) / min(epochs 1, 2) (:func:`slowdown_ratio`; None with
+fewer than 4 epochs), and the subnormal floats (:func:`count_subnormals`) in
+the parameters and optimizer state at the end, for scratchvae also in the
+checkpoint ``save_checkpoint`` writes of that state, read back. Issue 18's
+target, reported and never asserted: for scratchvae a ratio of at most
+:data:`TARGET_RATIO` and no subnormal in a saved checkpoint. Written: a table
+(a column per epoch), ``steady.json`` (``--json FILE``) with every round, and
+``steady.png``. ``--smoke``: the first 256 images, 2 epochs, batch 32, hidden
+64, latent 8, scratchvae only.
 
-``--smoke``: the first 256 images, 2 epochs, batch 32, hidden 64 and latent 8,
-scratchvae only (the ratio needs 4 epochs: None). ``--data-dir`` is passed to
-``load_dataset`` (the folder is searched first, then the usual places).
-
-The throughput part's ``--trained-epochs N`` runs through
-:func:`trained_throughput`: each system trains N epochs on Fashion-MNIST as
-above (untimed, the same shuffle), then runs the throughput protocol (one
-untimed epoch, then timed ones) on the first ``--n`` training images,
-continuing the same training, so the state training reached (subnormal
-moments, say) is what is timed.
+:func:`trained_throughput` serves the throughput part's ``--trained-epochs N``:
+each system trains N epochs as above (untimed), then runs the throughput
+protocol on the first ``--n`` images, continuing the same training.
 """
-from . import suite  # first: it sets the thread count before NumPy loads
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .common import (H, J, THREADS, Stepper, add_data_dir_option, add_output_options, add_peers_option,
+                     add_rounds_option, comma_list, cpu_identity, given, interleaved_rounds, machine_info,
+                     machine_line, median, peer_systems, print_table, pyplot, save_json)
 from . import peers
-
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 DATASET = "fashion-mnist"
 EPOCHS = 8
@@ -104,7 +80,7 @@ def slowdown_ratio(epoch_seconds, late=LATE, early=EARLY):
     lo, hi = s[late[0] - 1:late[1]], s[early[0] - 1:early[1]]
     if not lo or not hi:
         return None
-    return suite.median(lo) / min(hi)
+    return median(lo) / min(hi)
 
 
 def count_subnormals(a):
@@ -154,16 +130,16 @@ def epoch_orders(n, epochs, seed=0):
 
 # ------------------------------------------------------------------ the systems
 class Scratch:
-    """scratchvae: :class:`benchmarks.suite.Stepper` (FusedStep: forward_backward, gradients_finite, update)."""
+    """scratchvae: :class:`benchmarks.common.Stepper` (FusedStep: forward_backward, gradients_finite, update)."""
 
     system = "scratchvae"
 
-    def __init__(self, batch_size, backend="numba", dtype="float32", hidden=suite.H, latent=suite.J, seed=0):
+    def __init__(self, batch_size, backend="numba", dtype="float32", hidden=H, latent=J, seed=0):
         from scratchvae import __version__
 
         self.b, self.backend, self.dtype, self.seed = batch_size, backend, dtype, seed
         self.version = __version__
-        self.st = suite.Stepper(backend, batch_size, dtype, hidden, latent, seed=seed)
+        self.st = Stepper(backend, batch_size, dtype, hidden, latent, seed=seed)
         self.extra = {"hidden": hidden, "latent": latent}
 
     def put(self, data):
@@ -217,7 +193,7 @@ class Scratch:
 class Torch:
     """PyTorch eager or ``torch.compile``: the model, optimizer and step of :func:`benchmarks.peers._torch_fit`."""
 
-    def __init__(self, batch_size, compile=False, seed=0, threads=suite.THREADS, adam=None):
+    def __init__(self, batch_size, compile=False, seed=0, threads=THREADS, adam=None):
         import torch
 
         self.torch, self.b, self.seed, self.compile = torch, batch_size, seed, compile
@@ -281,7 +257,7 @@ class Jax:
 
     system = "jax-jit"
 
-    def __init__(self, batch_size, seed=0, threads=suite.THREADS):
+    def __init__(self, batch_size, seed=0, threads=THREADS):
         self.control = peers._set_jax_threads(threads)
         import jax
         import jax.numpy as jnp
@@ -329,7 +305,7 @@ def make_system(spec, batch_size):
     name, seed = spec["system"], spec.get("seed", 0)
     if name == "scratchvae":
         return Scratch(batch_size, spec.get("backend", "numba"), spec.get("dtype", "float32"),
-                       spec.get("hidden", suite.H), spec.get("latent", suite.J), seed)
+                       spec.get("hidden", H), spec.get("latent", J), seed)
     if name in ("pytorch-eager", "pytorch-compile"):
         return Torch(batch_size, compile=name == "pytorch-compile", seed=seed)
     if name == "jax-jit":
@@ -356,7 +332,7 @@ def steady_rows(spec):
             print(f"  .. {sysm.system} {sysm.backend} batch {b}: epoch {e} {seconds[-1]:.3f} s", file=sys.stderr,
                   flush=True)
         row = {"system": sysm.system, "backend": sysm.backend, "dtype": sysm.dtype, "batch_size": int(b),
-               "version": sysm.version, "threads": suite.THREADS, "dataset": DATASET, "targets": "grey",
+               "version": sysm.version, "threads": THREADS, "dataset": DATASET, "targets": "grey",
                "n": int(n), "epochs": int(epochs), "steps_per_epoch": steps, "samples_per_epoch": steps * b,
                "epoch_seconds": seconds, "epoch_samples_per_s": [steps * b / s for s in seconds],
                "ratio": slowdown_ratio(seconds), "warmup_s": warm, "warmup": how}
@@ -369,7 +345,7 @@ def steady_rows(spec):
 
 
 def child(spec):
-    """``python -m benchmarks.suite _steady SPEC``: the rows of one system, printed as one JSON line."""
+    """``python -m benchmarks _steady SPEC``: the rows of one system, printed as one JSON line."""
     print(json.dumps(steady_rows(json.loads(spec))))
 
 
@@ -394,7 +370,7 @@ def trained_throughput(spec):
         perms = epoch_orders(len(full), trained, seed) + epoch_orders(n, epochs, seed + 1)
         pre = [sysm.epoch(x_full, p) for p in perms[:trained]]
         seconds = [sysm.epoch(x_n, p) for p in perms[trained:]][peers.WARMUP_EPOCHS:]
-        row = peers.throughput_row(sysm.system, sysm.backend, b, seconds, steps * b, n, epochs, suite.THREADS,
+        row = peers.throughput_row(sysm.system, sysm.backend, b, seconds, steps * b, n, epochs, THREADS,
                                    sysm.version, dtype=sysm.dtype, trained_epochs=trained, dataset=DATASET,
                                    targets="grey", trained_n=len(full), trained_epoch_seconds=pre)
         row.update(subnormal_report(sysm.arrays()))
@@ -420,12 +396,12 @@ def merge(rows):
         per_round = [r["epoch_seconds"] for r in rs]
         m["rounds"] = len(rs)
         m["round_epoch_seconds"] = per_round
-        m["epoch_seconds"] = [suite.median(col) for col in zip(*per_round)]
+        m["epoch_seconds"] = [median(col) for col in zip(*per_round)]
         m["epoch_samples_per_s"] = [m["samples_per_epoch"] / s for s in m["epoch_seconds"]]
         m["ratio"] = slowdown_ratio(m["epoch_seconds"])
         m["round_ratios"] = [r["ratio"] for r in rs]
         m["round_warmup_s"] = [r["warmup_s"] for r in rs]
-        m["warmup_s"] = suite.median(m["round_warmup_s"])
+        m["warmup_s"] = median(m["round_warmup_s"])
         m["round_subnormals"] = [r["subnormals"] for r in rs]
         worst = max(rs, key=lambda r: r["subnormals"])
         m["subnormals"], m["subnormals_by_array"] = worst["subnormals"], worst["subnormals_by_array"]
@@ -481,38 +457,38 @@ def part_steady(batch_sizes=(128,), epochs=EPOCHS, n=None, data_dir=None, rounds
             raise ValueError(f"batch size must be in [1, n={n}], got {b}")
     find_fashion(data_dir)  # a missing data set: one line, before any child runs
     common = {"batch_sizes": [int(b) for b in batch_sizes], "epochs": int(epochs), "n": n, "data_dir": data_dir,
-              "seed": seed, "hidden": 64 if smoke else suite.H, "latent": 8 if smoke else suite.J}
+              "seed": seed, "hidden": 64 if smoke else H, "latent": 8 if smoke else J}
     specs = [dict(common, system="scratchvae", backend="numba", dtype="float32")]
     if with_peers:
         have = peers.available()
         for name in ("torch", "jax"):
             if not have[name]:
                 print(f"steady: {name} is not installed; its systems are left out", file=sys.stderr)
-        specs += [dict(common, **s) for s in suite.peer_systems(True)]
-    rows = merge(suite.interleaved_rounds(specs, rounds, child="_steady"))
-    print(f"\n{suite.machine_line()}")
+        specs += [dict(common, **s) for s in peer_systems(True)]
+    rows = merge(interleaved_rounds(specs, rounds, child="_steady"))
+    print(f"\n{machine_line()}")
     size = f"first {n}" if n else "all"
     cols = ["system", "batch"] + [f"e{i}" for i in range(1, epochs + 1)] + ["ratio", "warmup_s", "subnormals"]
     title = (f"steady: seconds per epoch, Fashion-MNIST ({size} training images, grey targets), every epoch timed, "
              f"median over {rounds} interleaved round(s); ratio = median(epochs 4-8) / min(epochs 1, 2), "
              f"target <= {TARGET_RATIO} (reported, not asserted); subnormals in parameters + optimizer state")
     print_cols = cols + (["ckpt_subnormals"] if any("checkpoint_subnormals" in r for r in rows) else [])
-    suite.print_table(_table_rows(rows), print_cols, title)
+    print_table(_table_rows(rows), print_cols, title)
     if rounds > 1:
-        suite.print_table(_table_rows(rows, per_round=True), ["system", "batch", "round"] + cols[2:],
+        print_table(_table_rows(rows, per_round=True), ["system", "batch", "round"] + cols[2:],
                           "steady: every round")
     for t in target(rows):
         print(f"scratchvae batch {t['batch_size']}: ratio {_fmt_ratio(t['ratio'])} (target <= {TARGET_RATIO}: "
               f"{_met(t['ratio_met'])}); subnormals in a saved checkpoint: {t['checkpoint_subnormals']} "
               f"(target 0: {_met(t['no_subnormal_met'])})")
-    res = {"machine": suite.machine_info(), "rows": rows, "target": target(rows),
-           "protocol": {**common, "rounds": rounds, "threads": suite.THREADS, "dataset": DATASET,
+    res = {"machine": machine_info(), "rows": rows, "target": target(rows),
+           "protocol": {**common, "rounds": rounds, "threads": THREADS, "dataset": DATASET,
                         "targets": "grey (uint8 / 255, float32; no binarization)", "late_epochs": list(LATE),
                         "early_epochs": list(EARLY), "target_ratio": TARGET_RATIO,
                         "timing": "every epoch, from the gather of the permuted data to the last step; warm-up "
                                   "(compilation) before epoch 1, reported as warmup_s"}}
     if json_path:
-        suite.save_json(res, json_path)
+        save_json(res, json_path)
     if plot_path:
         plot_steady(rows, plot_path)
     return res
@@ -529,7 +505,7 @@ def _met(v):
 def plot_steady(rows, path):
     """Seconds per epoch, one line per system (a panel per batch size): the median over the rounds with markers,
     each round thin; dotted, over epochs 4-8, 1.15 x the faster of epochs 1 and 2 in the system's colour."""
-    plt = suite._plt()
+    plt = pyplot()
     sizes = sorted({r["batch_size"] for r in rows})
     systems = sorted({r["system"] for r in rows}, key=lambda s: (s != "scratchvae", s))
     colors = {s: f"C{i}" for i, s in enumerate(systems)}
@@ -550,7 +526,7 @@ def plot_steady(rows, path):
         ax.set_xticks(range(1, max(len(r["epoch_seconds"]) for r in rows) + 1))
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
-    cpu, vendor = suite.cpu_identity()
+    cpu, vendor = cpu_identity()
     fig.suptitle(f"seconds per epoch, Fashion-MNIST: median of the rounds (thin: each round)\n"
                  f"dotted: {TARGET_RATIO} x min(epoch 1, 2) over epochs 4-8; {cpu} ({vendor})", fontsize=9)
     fig.tight_layout()
@@ -558,20 +534,19 @@ def plot_steady(rows, path):
     plt.close(fig)
 
 
-# ------------------------------------------------------------------ wiring (benchmarks.suite's _main calls these)
+# ------------------------------------------------------------------ the command line
 def add_parser(sub):
     """The ``steady`` subcommand's options."""
-    s = sub.add_parser("steady", help="every epoch timed on Fashion-MNIST (a slowdown after epoch 1 shows)")
-    s.add_argument("--batch-sizes", type=suite._csv(int), default=None, help="default 128")
+    s = sub.add_parser("steady", description=__doc__.splitlines()[0],
+                       help="every epoch timed on Fashion-MNIST (a slowdown after epoch 1 shows)")
+    s.add_argument("--batch-sizes", type=comma_list(int), default=None, help="default 128")
     s.add_argument("--epochs", type=int, default=None, help=f"every one timed (default {EPOCHS})")
     s.add_argument("--n", type=int, default=None, help="the first N training images (default all 60,000)")
-    s.add_argument("--data-dir", default=None, dest="t_data_dir", help="searched first for Fashion-MNIST")
-    s.add_argument("--peers", action="store_true", dest="t_peers")
-    s.add_argument("--rounds", type=int, default=None, dest="t_rounds",
-                   help="interleaved rounds, a fresh process per system and round (default 3)")
+    add_data_dir_option(s)
+    add_peers_option(s)
+    add_rounds_option(s)
     s.add_argument("--json", default=None)
-    s.add_argument("--smoke", action="store_true", dest="t_smoke")
-    s.add_argument("--out", default=None, dest="t_out")
+    add_output_options(s)
     return s
 
 
@@ -586,27 +561,17 @@ def data_missing(data_dir):
     return None
 
 
-def run_part(args, smoke, with_peers, rounds, out, json_path, data_dir, full_run):
-    """The steady part from the parsed options (the full run: skipped with a line when Fashion-MNIST is missing)."""
-    if full_run:
-        missing = data_missing(data_dir)
+def run(args, o):
+    """The part from the parsed options and the run's ``o`` (:class:`benchmarks.suite.Run`); the full run skips it
+    with a line when Fashion-MNIST is missing."""
+    if o.full_run:
+        missing = data_missing(o.data_dir)
         if missing:
             print(f"\nsteady: skipped: {missing}")
             return None
-    return part_steady(batch_sizes=getattr(args, "batch_sizes", None) or ([32] if smoke else [128]),
-                       epochs=suite._given(args, "epochs", 2 if smoke else EPOCHS),
-                       n=suite._given(args, "n", 256 if smoke else None), data_dir=data_dir, rounds=rounds,
-                       with_peers=with_peers, smoke=smoke, json_path=json_path,
-                       plot_path=os.path.join(out, "steady.png"))
-
-
-def run_trained_throughput(kw, out, smoke, data_dir):
-    """The full run's throughput after training: scratchvae numba float32 and the peers, at the throughput part's
-    batch sizes, after 2 epochs of Fashion-MNIST (1 with --smoke); skipped with a line when it is missing."""
-    missing = data_missing(data_dir)
-    if missing:
-        print(f"\nthroughput after training: skipped: {missing}")
-        return None
-    return suite.part_throughput(**dict(kw, backends=("numba",), dtypes=("float32",), trained_epochs=1 if smoke else 2,
-                                        data_dir=data_dir, json_path=os.path.join(out, "throughput-trained.json"),
-                                        plot_path=os.path.join(out, "throughput-trained.png")))
+    return part_steady(batch_sizes=getattr(args, "batch_sizes", None) or ([32] if o.smoke else [128]),
+                       epochs=given(args, "epochs", 2 if o.smoke else EPOCHS),
+                       n=given(args, "n", 256 if o.smoke else None), data_dir=o.data_dir, rounds=o.rounds,
+                       with_peers=o.with_peers, smoke=o.smoke,
+                       json_path=given(args, "json", os.path.join(o.out, "steady.json")),
+                       plot_path=os.path.join(o.out, "steady.png"))

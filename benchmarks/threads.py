@@ -1,6 +1,9 @@
-"""BLAS threads on an idle machine and on a busy one: what ``scratchvae train`` gains or loses with each count.
+"""The ``threads`` part: BLAS threads on an idle machine and a busy one, what ``scratchvae train`` gains or loses.
 
-    python -m benchmarks.threads [--epochs 3] [--rounds 3] [--counts 1,2,default] [--json FILE]
+    python -m benchmarks threads [--epochs 3] [--rounds 3] [--counts 1,2,default] [--data-dir DIR] [--json FILE]
+    python -m benchmarks.threads ...   # the same
+
+Not part of the full run (``python -m benchmarks``): run it by name.
 
 For each scenario (``idle``: nothing else running; ``busy``: one other
 process keeping one CPU busy, a pure-Python loop, as a compile or a browser
@@ -21,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 
-from .suite import machine_line, machine_info, save_json
+from .common import add_data_dir_option, given, machine_info, machine_line, save_json
+from .steady import find_fashion
 
 BUSY = "while True: pass"
 
@@ -72,23 +76,57 @@ def measure(counts, epochs, rounds, data_dir):
     return out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.threads", description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--counts", default="1,2,default")
-    p.add_argument("--data-dir", default=None)
+# ------------------------------------------------------------------ the command line
+def add_arguments(p):
+    """The options, on this module's own parser and on the ``threads`` subcommand of ``python -m benchmarks``."""
+    p.add_argument("--epochs", type=int, default=3, help="epochs of each training run")
+    p.add_argument("--rounds", type=int, default=None, dest="t_rounds", metavar="R",
+                   help="interleaved rounds (default 3)")
+    p.add_argument("--counts", default="1,2,default", help="thread counts, comma-separated: numbers or 'default'")
+    add_data_dir_option(p)
     p.add_argument("--json", default=None)
-    a = p.parse_args(argv)
-    counts = a.counts.split(",")
+
+
+def add_parser(sub):
+    s = sub.add_parser("threads", description=__doc__.splitlines()[0],
+                       help="by hand: scratchvae train with 1, 2 and the default BLAS threads, "
+                            "idle and busy (not in the full run)")
+    add_arguments(s)
+    return s
+
+
+def run(args, o=None):
+    """The part from the parsed options (``--rounds`` and ``--data-dir`` also before the part name)."""
+    epochs, rounds = args.epochs, given(args, "t_rounds", given(args, "rounds", 3))
+    data_dir = args.t_data_dir or getattr(args, "data_dir", None)
+    counts = args.counts.split(",")
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    for c in counts:
+        if c != "default" and not (c.isdigit() and int(c) >= 1):
+            raise ValueError(f"--counts: each must be a positive integer or 'default', got {c!r}")
+    find_fashion(data_dir)  # a missing data set: one line, before any training run
     print(machine_line())
-    rows = measure(counts, a.epochs, a.rounds, a.data_dir)
+    rows = measure(counts, epochs, rounds, data_dir)
     print(f"\n{'scenario':8s} {'threads':>8s} {'used':>6s} {'s/epoch':>8s}  rounds' medians")
     for r in rows:
         print(f"{r['scenario']:8s} {r['threads_asked']:>8s} {','.join(map(str, sorted(set(r['threads_used'])))):>6s} "
               f"{r['epoch_seconds']:8.2f}  {min(r['round_medians']):.2f}-{max(r['round_medians']):.2f}")
-    if a.json:
-        save_json({"machine": machine_info(), "epochs": a.epochs, "rounds": a.rounds, "rows": rows}, a.json)
+    if args.json:
+        save_json({"machine": machine_info(), "epochs": epochs, "rounds": rounds, "rows": rows}, args.json)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.threads", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as e:  # a bad argument or no Fashion-MNIST: one line and exit code 2
+        p.error(str(e))
 
 
 if __name__ == "__main__":

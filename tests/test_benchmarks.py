@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import peers, steady
-from benchmarks.suite import IWAE_BACKEND, flop_count, main, matmul_shapes
+from benchmarks import peers, steady, throughput
+from benchmarks.iwae import IWAE_BACKEND
+from benchmarks.roofline import flop_count, matmul_shapes
+from benchmarks.suite import main
 from scratchvae.data.idx import write_idx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,7 +110,7 @@ def test_smoke_suite(tmp_path, tiny_fashion):
 
 
 def test_merge_rounds_takes_the_median_over_every_timed_epoch():
-    from benchmarks.suite import merge_rounds
+    from benchmarks.common import merge_rounds
 
     def row(sps, r, b=32):
         return {"system": "s", "backend": "cpu", "dtype": "float32", "batch_size": b, "round": r,
@@ -123,7 +125,7 @@ def test_merge_rounds_takes_the_median_over_every_timed_epoch():
 
 
 def test_rounds_rotate_the_order_and_run_each_system_in_its_own_process(monkeypatch):
-    from benchmarks import suite
+    from benchmarks import common
 
     calls = []
 
@@ -133,15 +135,16 @@ def test_rounds_rotate_the_order_and_run_each_system_in_its_own_process(monkeypa
         calls.append(spec["system"])
         return [{"system": spec["system"], "samples_per_s": 1.0}]
 
-    monkeypatch.setattr(suite, "_run_child", fake_child)
+    monkeypatch.setattr(common, "run_child", fake_child)
     specs = [{"system": s} for s in "abc"]
-    rows = suite.interleaved_rounds(specs, 3)
+    rows = common.interleaved_rounds(specs, 3)
     assert calls == list("abc" "bca" "cab")
     assert [r["round"] for r in rows] == [1] * 3 + [2] * 3 + [3] * 3
 
 
 def test_merge_rounds_by_other_keys_concatenates_the_named_lists():
-    from benchmarks.suite import EVALUATE_KEY, merge_rounds
+    from benchmarks.common import merge_rounds
+    from benchmarks.evaluate import EVALUATE_KEY
 
     def row(k, r, sps, fr=None):
         out = {"system": "s", "backend": "cpu", "dtype": "float32", "points": 4, "k": k, "round": r,
@@ -159,7 +162,7 @@ def test_merge_rounds_by_other_keys_concatenates_the_named_lists():
 
 
 def test_best_peer_ratio_is_against_the_fastest_peer_of_each_group():
-    from benchmarks.suite import best_peer_ratios
+    from benchmarks.common import best_peer_ratios
 
     rows = [{"system": s, "k": k, "samples_per_s": v} for s, k, v in [
         ("scratchvae", 5, 300.0), ("pytorch-eager", 5, 100.0), ("jax-jit", 5, 200.0),
@@ -173,7 +176,8 @@ def test_best_peer_ratio_is_against_the_fastest_peer_of_each_group():
 def test_the_evaluate_adapter_streams_the_log_sum_exp_over_chunks():
     # Chunks of 3 samples and one chunk of all 20 draw the same noise stream: the same L_K up to round-off,
     # and both equal log-mean-exp over the log-weights of all samples at once.
-    from benchmarks.suite import make_model, scratchvae_iwae_evaluate
+    from benchmarks.common import make_model
+    from benchmarks.iwae import scratchvae_iwae_evaluate
 
     model, _ = make_model("float64", seed=1)
     x = peers.binary_data(4, seed=2).astype(np.float64)
@@ -187,7 +191,7 @@ def test_the_evaluate_adapter_streams_the_log_sum_exp_over_chunks():
 
 
 def test_the_iwae_stepper_raises_the_bound_it_trains_on():
-    from benchmarks.suite import scratchvae_iwae_evaluate, scratchvae_iwae_stepper
+    from benchmarks.iwae import scratchvae_iwae_evaluate, scratchvae_iwae_stepper
 
     st = scratchvae_iwae_stepper(16, 5, seed=0)
     x = peers.binary_data(16, seed=3)
@@ -199,7 +203,7 @@ def test_the_iwae_stepper_raises_the_bound_it_trains_on():
 
 
 def test_decoder_products_count_the_flops_of_every_chunk():
-    from benchmarks.suite import DecoderProducts
+    from benchmarks.evaluate import DecoderProducts
 
     lim = DecoderProducts(3, 10, 12, hidden=8, latent=2, data_dim=5)  # chunks of 4, 4, 2 samples
     assert lim.sizes == [4, 4, 2] and set(lim.ops) == {4, 2}
@@ -212,7 +216,8 @@ def test_decoder_products_count_the_flops_of_every_chunk():
 
 def test_the_peer_reference_is_scratchvaes_model():
     # The NumPy reference of the peers' log-weights, fed scratchvae's weights, gives scratchvae's log-weights.
-    from benchmarks.suite import make_model, peer_params
+    from benchmarks.check_peers import peer_params
+    from benchmarks.common import make_model
 
     model, _ = make_model("float64", seed=4)
     x = peers.binary_data(3, seed=1).astype(np.float64)
@@ -261,7 +266,7 @@ def test_subnormals_are_counted_between_zero_and_the_smallest_normal():
 
 
 def test_machine_info_names_the_cpu_vendor_and_save_json_names_the_cpu(tmp_path):
-    from benchmarks.suite import cpu_identity, machine_info, machine_line, save_json, table_header
+    from benchmarks.common import cpu_identity, machine_info, machine_line, save_json, table_header
 
     m = machine_info()
     assert m["cpu"] and m["cpu_vendor"] and (m["cpu"], m["cpu_vendor"]) == cpu_identity()
@@ -322,7 +327,7 @@ def test_steady_and_trained_throughput_say_when_fashion_mnist_is_missing(tmp_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "fashion-mnist not found" in steady.data_missing(str(empty))
-    assert steady.run_trained_throughput({}, str(tmp_path), True, str(empty)) is None  # the full run goes on
+    assert throughput.run_trained_throughput({}, str(tmp_path), True, str(empty)) is None  # the full run goes on
     assert "throughput after training: skipped: fashion-mnist not found" in capsys.readouterr().out
     for argv in (["steady"], ["throughput", "--trained-epochs", "1"]):
         with pytest.raises(SystemExit) as e:  # asked for by name: one line, exit 2
