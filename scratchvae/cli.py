@@ -1,14 +1,28 @@
-"""The ``scratchvae`` command: ``train``, ``evaluate``, ``gradcheck``, ``datasets`` and ``proptest``.
+"""The ``scratchvae`` command: ``train``, ``evaluate``, ``sample``, ``plot``, ``export``, ``import``,
+``gradcheck``, ``proptest`` and ``datasets``, each a ``cmd_*`` function and a ``_*_parser`` for its options.
 
-Every error is one line on stderr, never a traceback. Exit codes: 2 for bad
-arguments (unknown options, wrong values, a refused size, an unreadable or
-untrustworthy file, an --out that is a file or holds another run); 1 for
-failures while running (divergence, disk full, a folder the OS refuses, a run
-folder in use by another process, not enough memory); 130 for Ctrl-C. A broken
-pipe on stdout ends the printing quietly; training goes on, its log is in the
-run folder.
+Every error is one line on stderr, never a traceback. Exit codes say whose
+fault it is:
+
+- 2, the user's own input: a usage error, a value out of range, a refused
+  size, a file the user named that is missing, damaged or untrustworthy, a
+  data set not found, an --out that is a file or holds another run;
+- 1, a failure while running: divergence, disk full, a folder the OS refuses,
+  a run folder in use by another process, a failed download, not enough
+  memory; and a bug, "internal error", whose traceback goes to the run's
+  ``train.log`` (or, without a run folder, to a file in the temp folder) for
+  a bug report, never to the terminal;
+- 130, Ctrl-C.
+
+How the user's input is told from a bug: it is refused either by an error
+class that only validators raise (:func:`_input_errors`), or inside a
+:func:`checking_input` block around the validators this module calls. Any
+other exception, a plain ``ValueError`` included, is a bug. A broken pipe on
+stdout ends the printing quietly; training goes on, its log is in the run
+folder.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -18,7 +32,23 @@ EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
-    """A command-line error, reported in one line with exit code 2."""
+    """A command-line error, printed as it is (argparse's "scratchvae CMD: error: ..."), exit code 2."""
+
+
+class BadInput(Exception):
+    """The user's input refused by a validator (a value, a size, a file), exit code 2."""
+
+
+@contextlib.contextmanager
+def checking_input():
+    """Run validators of the user's input: a ValueError or OverflowError they raise becomes :class:`BadInput`.
+
+    Only around validators: outside such a block a plain ValueError is a bug and is reported as one.
+    """
+    try:
+        yield
+    except (ValueError, OverflowError) as e:
+        raise BadInput(_one_line(e)) from e
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,8 +56,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message}")
-
-
 def _positive_int(text):
     try:
         value = int(text)
@@ -124,26 +152,38 @@ def _show(value):
 
 
 def build_parser():
-    from .data.datasets import BINARIZATIONS, LOADERS
-    from .model import DTYPES, GAUSSIAN_VARIANCES, LIKELIHOODS
-    from .ops import ACTIVATIONS
-    from .optim import OPTIMIZERS
-    from .training.presets import PRESETS
-
+    """The ``scratchvae`` parser: one function below per subcommand's options."""
     p = Parser(prog="scratchvae", description="A variational autoencoder with hand-written gradients.")
     p.add_argument("--version", action="version", version=f"%(prog)s {sys.modules[__package__].__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    for add in (_train_parser, _gradcheck_parser, _evaluate_parser, _export_parser, _import_parser,
+                _proptest_parser, _sample_parser, _plot_parser, _datasets_parser):
+        add(sub)
+    return p
 
+
+def _train_parser(sub):
     t = sub.add_parser("train", help="train a VAE and write a run folder",
                        description="Train a VAE; writes metrics.jsonl, model.npz, train.log, run.json and PNG "
                                    "figures to --out. All ELBO numbers are nats per data point. Options given "
                                    "explicitly override a preset's values. The defaults are the field defaults of "
                                    "scratchvae.model.VAEConfig and scratchvae.training.loop.TrainConfig (the digits demo).")
+    _train_config_options(t)
+    _train_run_options(t)
+
+
+def _train_config_options(t):
+    """The options of the model and its training: default None, so that a preset or a resume can tell what was
+    given; the help names the default and the dataclass field it comes from."""
+    from .data.datasets import BINARIZATIONS, LOADERS
+    from .model import DTYPES, GAUSSIAN_VARIANCES, LIKELIHOODS
+    from .ops import ACTIVATIONS
+    from .optim import OPTIMIZERS
 
     defaults = train_defaults()
 
-    def opt(flag, help, **kw):  # training options: default None so a preset or a resume can tell what was given
+    def opt(flag, help, **kw):
         dest = flag[2:].replace("-", "_")
         source = ("" if dest == "dataset" else
                   f" from VAEConfig.{ARCHITECTURE_OPTIONS[dest]}" if dest in ARCHITECTURE_OPTIONS else
@@ -175,6 +215,12 @@ def build_parser():
     opt("--lr", "learning rate (adam 1e-3, adagrad 0.01, sgd 0.01 when not given)", type=_positive)
     opt("--seed", "seed of the one random generator (weights, batches, noise)", type=_seed)
     opt("--dtype", "floating-point type, end to end", choices=DTYPES)
+
+
+def _train_run_options(t):
+    """How to run: kernels, preset, data and run folders, threads, figures, progress."""
+    from .training.presets import PRESETS
+
     t.add_argument("--backend", choices=["numba", "reference"], default=None,
                    help="the kernels the engine runs: numba (compiled) or reference (the readable NumPy ops) "
                         "(default: $SCRATCHVAE_BACKEND, else numba)")
@@ -201,11 +247,17 @@ def build_parser():
     t.add_argument("--no-progress", action="store_true",
                    help="no progress bar (default: a bar when stderr is a terminal, else one line per epoch)")
 
+
+def _gradcheck_parser(sub):
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against finite differences",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Central differences in float64 on every op and on the whole ELBO of small "
                                    "models; exits 1 when any relative error exceeds 1e-6.")
     g.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs and models")
+
+
+def _evaluate_parser(sub):
+    from .data.datasets import LOADERS
 
     e = sub.add_parser("evaluate", help="ELBO, importance-weighted bound and diagnostics of a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -227,6 +279,8 @@ def build_parser():
                         "OMP_NUM_THREADS set them, else one per CPU idle at the start)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _export_parser(sub):
     x = sub.add_parser("export", help="write a model's weights as safetensors in the PyTorch examples VAE layout",
                        description="Writes the weights of a checkpoint as the state dict of the PyTorch examples "
                                    "VAE (fc1, fc21, fc22, fc3, fc4; weights out x in) in safetensors, for "
@@ -234,6 +288,10 @@ def build_parser():
     x.add_argument("model", metavar="MODEL.npz", help="a checkpoint written by scratchvae train")
     x.add_argument("--out", default=None, metavar="FILE.safetensors",
                    help="file to write (default: MODEL with the suffix .safetensors)")
+
+
+def _import_parser(sub):
+    from .data.datasets import LOADERS
 
     i = sub.add_parser("import", help="make a checkpoint from safetensors weights of the PyTorch examples VAE",
                        description="Reads the state dict of the PyTorch examples VAE from safetensors and writes a "
@@ -245,6 +303,8 @@ def build_parser():
                    help="data set the model is for (default: the one the file names)")
     i.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
 
+
+def _proptest_parser(sub):
     pt = sub.add_parser("proptest", help="property-test anyone's ELBO or IWAE bound against exact-evidence models",
                         description="Runs the properties of scratchvae.testing.proptest (eq.13, eq.14, eq.20, the IWAE "
                                     "bound of eq.29-eq.33) on FUNCTION(x, eps, params) -> one estimate per data "
@@ -264,6 +324,8 @@ def build_parser():
                     help="relative tolerance of the exact properties (default: 1e-8, float64 round-off; "
                          "about 1e-4 suits float32 code)")
 
+
+def _sample_parser(sub):
     sm = sub.add_parser("sample", help="draw images from a trained model: z from the prior, then x given z",
                         description="Draws z ~ N(0, I) (eq.19) and writes the decoder's mean E[x|z] as an image "
                                     "grid (PNG) and/or arrays (.npz with z and x); with --draw, x is drawn from "
@@ -276,6 +338,8 @@ def build_parser():
                     help="image grid to write (default: samples-seedS.png beside MODEL.npz, unless --npz alone)")
     sm.add_argument("--npz", default=None, metavar="FILE.npz", help="also write z (n, J) and x (n, D) as arrays")
 
+
+def _plot_parser(sub):
     pl = sub.add_parser("plot", help="draw every figure of a run folder again, plus a latent traversal",
                         description="Reads RUN_DIR/model.npz (its history and data set) and writes "
                                     "reconstructions.png, samples.png, curves.png, latent.png, manifold.png "
@@ -284,6 +348,8 @@ def build_parser():
     pl.add_argument("--out", default=None, metavar="DIR", help="where to write the figures (default: RUN_DIR)")
     pl.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")
 
+
+def _datasets_parser(sub):
     d = sub.add_parser("datasets", help="list the data sets and where their files are, or download them",
                        description="'datasets list' shows each data set and where its files were found; "
                                    "'datasets download NAME' fetches the canonical files, verifies their "
@@ -299,7 +365,6 @@ def build_parser():
                     help="folder to write to, under DIR/NAME (default: $SCRATCHVAE_DATA or ~/.cache/scratchvae)")
     dd.add_argument("--base-url", default=None, help="a mirror to fetch the files from instead of the canonical URLs")
     dd.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def train_options(args):
@@ -335,6 +400,24 @@ def _recorded_threads(run_dir):
     except (OSError, ValueError, AttributeError):
         return None
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+
+
+def _check_fits(model, dataset):
+    """Refuse (exit 2) a data set whose dimension is not the model's."""
+    if dataset.data_dim != model.config.data_dim:
+        raise BadInput(f"the model expects {model.config.data_dim} dimensions, {dataset.name} has "
+                       f"{dataset.data_dim}")
+
+
+def _check_backend(backend):
+    """The kernel set ``backend`` names (None: $SCRATCHVAE_BACKEND, else the default), refused with exit 2 when
+    the environment names none or numba is asked for and missing. Returns its name."""
+    from .engine import default_backend, kernel_set
+
+    with checking_input():
+        backend = backend or default_backend()
+        kernel_set(backend)
+    return backend
 
 
 def _prepare_engine(args, notice=None):
@@ -381,31 +464,39 @@ def cmd_train(args):
         if not os.path.isdir(args.resume):
             raise UsageError(f"scratchvae train: error: --resume {args.resume}: no such run folder")
         model, optimizer, state = load_checkpoint(os.path.join(args.resume, "model.npz"))
-        tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {}),
-                                 **({"backend": args.backend} if args.backend else {})})
+        with checking_input():
+            tconfig = TrainConfig(**{**state["config"], **({"epochs": args.epochs} if args.epochs else {}),
+                                     **({"backend": args.backend} if args.backend else {})})
+            _check_backend(tconfig.backend)
         out = args.out or args.resume
         if tconfig.epochs <= state["epoch"]:
             say(f"{args.resume} has {state['epoch']} epochs already; give --epochs above that to train on")
             return 0
         mode = "resume" if _same_folder(out, args.resume) else ("overwrite" if args.overwrite else "new")
         dataset = load_dataset(state["dataset"], args.data_dir)
+        _check_fits(model, dataset)
+        args.run_dir = out  # where an internal error's traceback goes, once the run has a log there
         history = train(model, dataset, tconfig, out, optimizer=optimizer, resume=state, progress=progress,
                         log=say, mode=mode, figures_every=args.figures_every or 0)
     else:
         o = train_options(args)
         dataset = load_dataset(o["dataset"], args.data_dir)
-        config = VAEConfig(
-            data_dim=dataset.data_dim, latent_dim=o["latent"], hidden=o["hidden"], activation=o["activation"],
-            likelihood=o["likelihood"], gaussian_variance=o["gaussian_variance"], fixed_logvar=o["fixed_logvar"],
-            dtype=o["dtype"])
-        check_model_size(config, "--hidden/--latent")
-        tconfig = TrainConfig(
-            epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
-            warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"], binarize=o["binarize"],
-            objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1, backend=args.backend)
-        check_run_size(config, tconfig, len(dataset.train_x))  # before a folder is made for the run
+        with checking_input():
+            config = VAEConfig(
+                data_dim=dataset.data_dim, latent_dim=o["latent"], hidden=o["hidden"], activation=o["activation"],
+                likelihood=o["likelihood"], gaussian_variance=o["gaussian_variance"], fixed_logvar=o["fixed_logvar"],
+                dtype=o["dtype"])
+            check_model_size(config, "--hidden/--latent")
+            tconfig = TrainConfig(
+                epochs=o["epochs"], batch_size=o["batch_size"], samples=o["samples"], beta=o["beta"],
+                warmup_epochs=o["warmup"], optimizer=o["optimizer"], lr=o["lr"], seed=o["seed"],
+                binarize=o["binarize"], objective=o["objective"], k=o["k"] if o["objective"] == "iwae" else 1,
+                backend=args.backend)
+            check_run_size(config, tconfig, len(dataset.train_x))  # before a folder is made for the run
+            _check_backend(tconfig.backend)
         model = VAE(config, np.random.default_rng(o["seed"]))
         out = args.out or fresh_run_dir()
+        args.run_dir = out
         history = train(model, dataset, tconfig, out, progress=progress, log=say,
                         mode="overwrite" if args.overwrite else "new", figures_every=args.figures_every or 0)
         if args.out is None:
@@ -436,11 +527,11 @@ def cmd_evaluate(args):
     model, _, state = load_checkpoint(args.model)
     name = args.dataset or state.get("dataset", "digits")
     dataset = load_dataset(name, args.data_dir)
-    if dataset.data_dim != model.config.data_dim:
-        raise ValueError(f"the model expects {model.config.data_dim} dimensions, {name} has {dataset.data_dim}")
+    _check_fits(model, dataset)
+    backend = _check_backend(args.backend)
     result = evaluate(model, dataset, iw_samples=args.iw_samples, split=args.split,
                       binarize=state.get("binarize", "dynamic"), batch_size=args.batch_size, limit=args.limit,
-                      seed=args.seed, backend=args.backend, progress=not args.no_progress and sys.stderr.isatty())
+                      seed=args.seed, backend=backend, progress=not args.no_progress and sys.stderr.isatty())
     say(json.dumps({"dataset": name, **result}))
     return 0
 
@@ -532,8 +623,7 @@ def cmd_plot(args):
     _need_matplotlib("plot")
     model, _, state = load_checkpoint(os.path.join(args.run, "model.npz"))
     dataset = load_dataset(state["dataset"], args.data_dir)
-    if dataset.data_dim != model.config.data_dim:
-        raise ValueError(f"the model expects {model.config.data_dim} dimensions, {dataset.name} has {dataset.data_dim}")
+    _check_fits(model, dataset)
     out = args.out or args.run
     os.makedirs(out, exist_ok=True)
     binarize = state.get("binarize", "dynamic") if model.config.likelihood == "bernoulli" else "none"
@@ -555,8 +645,9 @@ def cmd_proptest(args):
                          "(or pip install 'scratchvae[test]')") from None
     if not 0 < args.rtol < 1:
         raise UsageError(f"scratchvae proptest: error: --rtol must be in (0, 1), got {args.rtol}")
-    fn = proptest.load_function(args.target)
-    grad = proptest.load_function(args.grad) if args.grad else None
+    with checking_input():  # the user's module: not found, not importable, no such function
+        fn = proptest.load_function(args.target)
+        grad = proptest.load_function(args.grad) if args.grad else None
     report = proptest.check(fn, args.kind, grad=grad, examples=args.examples, seed=args.seed, rtol=args.rtol)
     print(report.table())
     return 0 if report.passed else 1
@@ -568,22 +659,44 @@ COMMANDS = {"train": cmd_train, "gradcheck": cmd_gradcheck, "evaluate": cmd_eval
 
 
 def _one_line(e):
-    text = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-    return text
+    return str(e).splitlines()[0] if str(e) else e.__class__.__name__
+
+
+def _input_errors():
+    """The error classes only validators of the user's input raise (a file, a data set, a folder named)."""
+    from .data.datasets import DataNotFound
+    from .data.idx import DataFileError
+    from .io.interop import InteropError
+    from .io.safetensors import SafetensorsError
+    from .training.checkpoint import CheckpointError
+    from .training.runs import RunFolderRefused
+
+    return BadInput, CheckpointError, DataFileError, DataNotFound, InteropError, SafetensorsError, RunFolderRefused
 
 
 def main(argv=None):
-    from .training.checkpoint import CheckpointError
-    from .training.runs import RunFolderError, RunFolderRefused
-    from .training.loop import TrainingDiverged, TrainingFailed, TrainingInterrupted
+    """Run one command; return its exit code (see the module docstring). Never a traceback on the terminal."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parsed = []  # the parsed arguments, once there are some: a train command names its run folder there
+    try:
+        return _run(argv, parsed)
+    except Exception as e:  # none of the errors _run reports: a bug
+        return report_internal_error(e, argv, getattr(parsed[0], "run_dir", None) if parsed else None)
 
+
+def _run(argv, parsed):
+    from .training.loop import TrainingDiverged, TrainingFailed, TrainingInterrupted
+    from .training.runs import RunFolderError
+
+    input_errors = _input_errors()
     try:
         args = build_parser().parse_args(argv)
+        parsed.append(args)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, CheckpointError, RunFolderRefused, OverflowError) as e:
+    except input_errors as e:
         print(f"scratchvae: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingDiverged as e:
@@ -605,3 +718,56 @@ def main(argv=None):
         where = f"{e.filename}: " if e.filename else ""
         print(f"scratchvae: failed: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as e:
+        download = sys.modules.get(f"{__package__}.data.download")  # imported only by a download, and slow to import
+        if download is None or not isinstance(e, download.DownloadError):
+            raise
+        print(f"scratchvae: failed: {_one_line(e)}", file=sys.stderr)  # the network or the server, not an argument
+        return EXIT_FAILED
+
+
+def report_internal_error(exc, argv, run_dir=None):
+    """A bug: one line on stderr, the traceback in the run's ``train.log`` (when ``run_dir`` has one) or in a new
+    file of the temp folder, for a bug report. Returns exit code 1."""
+    import datetime
+    import platform
+    import shlex
+    import traceback
+
+    from . import __version__
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = (f"\nscratchvae {__version__}: internal error, {when}\n"
+            f"command: scratchvae {shlex.join(argv)}\n"
+            f"Python {platform.python_version()} on {platform.platform()}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    where = _write_report(text, run_dir)
+    what = f"{type(exc).__name__}: {_one_line(exc)}" if str(exc) else type(exc).__name__
+    report = f"please report it with {where}" if where else "please report it (no file could take the traceback)"
+    try:
+        print(f"scratchvae: internal error: {what}; {report}", file=sys.stderr)
+    except OSError:
+        pass
+    return EXIT_FAILED
+
+
+def _write_report(text, run_dir):
+    """Append ``text`` to ``run_dir``/train.log if there is one, else write it to a new file in the temp folder;
+    return the path written, or None."""
+    import tempfile
+
+    if run_dir and os.path.isfile(os.path.join(run_dir, "train.log")):
+        path = os.path.join(run_dir, "train.log")
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except OSError:
+            pass
+    try:
+        fd, path = tempfile.mkstemp(prefix="scratchvae-internal-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text.lstrip("\n"))
+        return path
+    except OSError:
+        return None

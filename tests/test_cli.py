@@ -207,3 +207,127 @@ def test_the_thread_count_is_chosen_said_and_kept_on_resume(tmp_path, capsys, mo
         assert "BLAS threads: 1, as the run was started with" in capsys.readouterr().out
     finally:
         blas.set_threads(before)
+
+
+# --------------------------------------------------------- whose fault: the user's input (2) or a bug (1)
+TINY = ["--hidden", "8", "--latent", "2", "--no-progress", "--backend", "reference"]
+
+
+def _one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("error", [ValueError, OverflowError, KeyError, TypeError])
+def test_a_bug_while_training_is_an_internal_error_with_the_traceback_in_the_run_log(error, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """A ValueError from a bug is exit 1, not "bad argument"; its traceback goes to train.log, not the terminal.
+    (The loop's evaluation is where a ValueError once passed for a diverged model.)"""
+    from scratchvae.training import loop
+
+    def broken(*a, **k):
+        raise error("broken on purpose")
+    monkeypatch.setattr(loop, "evaluate", broken)
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(run)] + TINY) == 1
+    line = _one_line(capsys.readouterr().err)
+    log = run / "train.log"
+    assert line.startswith(f"scratchvae: internal error: {error.__name__}: ") and "broken on purpose" in line
+    assert line.endswith(f"; please report it with {log}")
+    text = log.read_text()
+    assert text.startswith("training on digits")  # the run's own log, the traceback appended
+    assert "Traceback (most recent call last)" in text and "in broken" in text and "scratchvae train --epochs 1" in text
+
+
+@pytest.mark.parametrize("where, argv", [
+    ("scratchvae.testing.gradcheck.run_all", ["gradcheck"]),
+    ("scratchvae.data.datasets.load_dataset", ["train", "--epochs", "1", "--out", "{tmp}/run"] + TINY),
+])
+def test_a_bug_without_a_run_log_writes_the_traceback_to_the_temp_folder(where, argv, tmp_path, monkeypatch, capsys):
+    import importlib
+    import tempfile
+
+    module, name = where.rsplit(".", 1)
+
+    def broken(*a, **k):
+        raise ValueError("broken on purpose")
+    monkeypatch.setattr(importlib.import_module(module), name, broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("scratchvae: internal error: ValueError: broken on purpose; please report it with ")
+    [report] = (tmp_path / "tmp").iterdir()
+    assert line.endswith(str(report)) and report.name.startswith("scratchvae-internal-error-")
+    text = report.read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text and f"scratchvae {argv[0]}" in text
+    assert not (tmp_path / "run").exists()  # no run folder was made for a run that never started
+
+
+def test_an_internal_error_no_file_can_take_is_still_one_line(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from scratchvae.testing import gradcheck
+
+    monkeypatch.setattr(gradcheck, "run_all", lambda seed: {}["missing"])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    assert main(["gradcheck"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line == ("scratchvae: internal error: KeyError: 'missing'; "
+                    "please report it (no file could take the traceback)")
+
+
+def _mnist_like(folder):
+    import numpy as np
+
+    from scratchvae.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 3), ("t10k", 2)):
+        write_idx(str(folder / f"{prefix}-images-idx3-ubyte"), rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(str(folder / f"{prefix}-labels-idx1-ubyte"), rng.integers(0, 10, n, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["evaluate", "{run}/model.npz", "--dataset", "mnist", "--data-dir", "{tmp}"], None,
+     "the model expects 64 dimensions, mnist has 784"),
+    (["plot", "{copy}", "--out", "{tmp}/figs", "--data-dir", "{tmp}"], None,
+     "the model expects 64 dimensions, mnist has 784"),
+    (["train", "--epochs", "1", "--out", "{tmp}/run", "--hidden", "8"], "cuda", "$SCRATCHVAE_BACKEND='cuda'"),
+    (["evaluate", "{run}/model.npz"], "cuda", "$SCRATCHVAE_BACKEND='cuda'"),
+    (["train", "--epochs", "1", "--out", "{tmp}/run", "--samples", "1000000000"], None,
+     "--samples 1000000000 would need"),
+])
+def test_the_users_input_refused_by_a_validator_is_exit_2(argv, env, message, tiny_run, tmp_path, monkeypatch,
+                                                          capsys):
+    """Validators' ValueErrors about what the user gave (a data set that does not fit the model, an environment
+    variable, a size that would not fit in memory) stay exit 2 with their message."""
+    import shutil
+
+    from scratchvae.training import checkpoint
+
+    _mnist_like(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns(".lock"))
+    header, arrays = checkpoint.load(copy / "model.npz")
+    header["training"]["dataset"] = "mnist"  # a digits model that says it is for mnist
+    checkpoint.save(copy / "model.npz", {k: header[k] for k in ("architecture", "optimizer", "training")}, arrays)
+    if env:
+        monkeypatch.setenv("SCRATCHVAE_BACKEND", env)
+    rc = main([a.format(run=tiny_run, tmp=tmp_path, copy=copy) for a in argv])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and line.startswith("scratchvae: error: ") and message in line, line
+    assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_a_failed_download_is_a_failure_while_running_not_a_bad_argument(tmp_path, monkeypatch, capsys):
+    from scratchvae.data import download
+
+    def unreachable(name, dest, base_url=None, progress=True):
+        raise download.DownloadError(f"{dest}/x.gz: download of https://example.org/x.gz failed: "
+                                     "Temporary failure in name resolution")
+    monkeypatch.setattr(download, "download_dataset", unreachable)
+    assert main(["datasets", "download", "mnist", "--data-dir", str(tmp_path), "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("scratchvae: failed: ") and "name resolution" in line

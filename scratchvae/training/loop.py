@@ -249,6 +249,8 @@ def _epochs(model, optimizer, fused, train_src, test_src, config, rng, first, st
                 test = evaluate(model, test_src, iw_samples=1, batch_size=500, backend=config.backend,
                                 diagnostics=False)
             except ValueError:  # the model refuses non-finite inputs it computed itself
+                if all(np.isfinite(p).all() for p in model.params.values()):
+                    raise  # not from a diverged model: a bug, which must not pass for a divergence
                 test = {"elbo": float("nan")}
         _check_epoch_finite(model, optimizer, test, epoch, step)
         row = {

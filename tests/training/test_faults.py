@@ -121,7 +121,48 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(after[k].tobytes() == good[k].tobytes() for k in good)
 
 
-def test_cli_reports_divergence_with_epoch_and_step(tmp_path, capsys):
-    rc = main(["train", "--epochs", "3", "--out", str(tmp_path), "--optimizer", "sgd", "--lr", "1e30"] + SMALL)
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_cli_reports_divergence_with_epoch_and_step(objective, backend, tmp_path, capsys):
+    rc = main(["train", "--epochs", "3", "--out", str(tmp_path), "--optimizer", "sgd", "--lr", "1e30",
+               "--objective", objective, "--backend", backend] + SMALL)
     err = capsys.readouterr().err
     assert rc == 1 and "NaN or Inf" in err and "at epoch 1, step" in err and len(err.strip().splitlines()) == 1
+
+
+STEPS_PER_EPOCH = 15  # the digits' 1,498 training images in batches of 100 (SMALL)
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_a_nan_gradient_under_a_finite_loss_stops_with_exit_1_and_keeps_the_checkpoint(objective, backend,
+                                                                                       tmp_path, monkeypatch, capsys):
+    """The backward of a hidden layer writes one NaN into its dout at step 20 (epoch 2): the loss, computed
+    before the backward, is finite; every gradient is not. The numba step proves gradients finite from the
+    products' inputs instead of reading them (Engine.gradients_surely_finite): the proof must see the NaN."""
+    from scratchvae import reference
+    from scratchvae._fast import kernels
+    from scratchvae.training import loop
+
+    table = (kernels if backend == "numba" else reference).KERNELS
+    real_backward, real_weight = table["bias_act_backward"], loop.kl_weight
+    target, seen = STEPS_PER_EPOCH + 5, {}
+
+    def kl_weight(beta, warmup_steps, step):  # called once per training step, with its number
+        seen["step"] = step
+        return real_weight(beta, warmup_steps, step)
+
+    def bias_act_backward(dx, db, dout, *rest):
+        real_backward(dx, db, dout, *rest)
+        if seen.get("step") == target:
+            dx[0, 0] = np.nan
+    monkeypatch.setattr(loop, "kl_weight", kl_weight)
+    monkeypatch.setitem(table, "bias_act_backward", bias_act_backward)
+    run = tmp_path / "run"
+    rc = main(["train", "--epochs", "3", "--out", str(run), "--objective", objective, "--backend", backend] + SMALL)
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"NaN or Inf in the gradient of the parameters at epoch 2, step {target};" in err, err
+    assert "the checkpoint of epoch 1" in err
+    params, _, state = params_of(run)
+    assert state["epoch"] == 1 and all(np.isfinite(p).all() for p in params.values())

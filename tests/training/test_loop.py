@@ -65,12 +65,27 @@ def test_checkpoint_that_does_not_fit_its_architecture_is_refused(tmp_path):
         load_checkpoint(tmp_path / "bad.npz")
 
 
-def test_divergence_stops_with_epoch_and_step(tmp_path):
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_divergence_stops_with_epoch_and_step(objective, backend, tmp_path):
     model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(8,)), np.random.default_rng(0))
     model.params["dec.1.b"][0] = np.nan
-    with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
-        train(model, tiny_digits(), TrainConfig(epochs=1, batch_size=50), str(tmp_path), progress=False,
-              log=lambda s: None)
+    with pytest.raises(TrainingDiverged, match="in the loss at epoch 1, step 1; no checkpoint"):
+        train(model, tiny_digits(), TrainConfig(epochs=1, batch_size=50, objective=objective, backend=backend),
+              str(tmp_path), progress=False, log=lambda s: None)
+    assert not (tmp_path / "model.npz").exists()
+
+
+def test_a_value_error_of_a_finite_model_is_not_taken_for_a_divergence(tmp_path, monkeypatch):
+    """The epoch's evaluation may refuse what a diverged model computed; with every parameter finite a
+    ValueError is a bug, and it must reach the caller as itself (the command reports it as an internal error)."""
+    from scratchvae.training import loop
+
+    def broken(*a, **k):
+        raise ValueError("broken on purpose")
+    monkeypatch.setattr(loop, "evaluate", broken)
+    with pytest.raises(ValueError, match="broken on purpose"):
+        run(tmp_path, epochs=1, backend="reference")
 
 
 def test_kl_warmup_schedule():
