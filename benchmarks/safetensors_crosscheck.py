@@ -24,7 +24,7 @@ except ImportError:
 from hypothesis import HealthCheck, given, settings
 
 from scratchvae.io.safetensors import SafetensorsError, deserialize
-from tests.test_safetensors import HOSTILE, mutated
+from tests.io.test_safetensors import HOSTILE, mutated
 
 
 def verdicts(blob):

@@ -270,7 +270,11 @@ def _evaluate_parser(sub):
     e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K", help="importance samples K")
     e.add_argument("--batch-size", type=_positive_int, default=100, help="data points per batch")
     e.add_argument("--limit", type=_positive_int, default=None, help="only the first N data points (default: all)")
-    e.add_argument("--seed", type=_seed, default=2015, help="seed of the noise and the binarization")
+    from .training.evaluate import EVAL_SEED
+
+    e.add_argument("--seed", type=_seed, default=EVAL_SEED,
+                   help="seed of the noise and the binarization (the default is the one training's own evaluations "
+                        "use)")
     e.add_argument("--backend", choices=["numba", "reference"], default=None,
                    help="the kernels the engine runs (default: $SCRATCHVAE_BACKEND, else numba)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help="a folder to search first for data files")

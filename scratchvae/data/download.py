@@ -8,7 +8,7 @@ Files whose ``sha256`` is ``None`` are downloaded without verification; a
 SHA-256 provenance: the Fashion-MNIST hashes were verified locally by
 rebuilding the published ``.gz`` files from Debian's ``dataset-fashion-mnist``
 package (which ships them with the gzip file-name field removed) and matching
-the upstream MD5 checksums listed in the package's README. MNIST and
+the MD5 checksums published in the README of zalandoresearch/fashion-mnist. MNIST and
 binarized MNIST hashes could not be verified and are ``None``.
 """
 
