@@ -152,9 +152,10 @@ def flushed(a):
     """``a`` with every subnormal element (0 < |a| < the dtype's smallest normal number) replaced by 0.
 
     What a CPU's flush-to-zero mode does to a result, as an op: the engine's
-    kernels apply it to every number they store (docs/performance.md,
-    "Subnormal numbers"), so that training never computes on subnormals, which
-    cost about a hundred cycles an operation on some CPUs. Nothing at or above
+    kernels apply it to the numbers they store and the optimizers to the state
+    they keep (docs/performance.md, "Subnormal numbers"), so that training does
+    not compute on subnormals, which cost about a hundred cycles an operation
+    on some CPUs. Nothing at or above
     the smallest normal number (1.2e-38 in float32, 2.2e-308 in float64)
     changes; NaN and ±Inf go through. Returns a new array (or a scalar).
     """

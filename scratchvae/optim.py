@@ -14,9 +14,9 @@ from .ops import flushed
 # flattened), in the arrays' dtype: Python floats are cast to it first, as
 # NumPy does with a Python scalar. The classes below apply them per parameter;
 # the fused engine applies them, or their Numba kernels, to flat arrays. The
-# gradient is read, and the state and parameters written, through
-# ops.flushed: a moment decaying where the gradient is zero ends at 0, not in
-# the subnormal numbers (docs/performance.md, "Subnormal numbers").
+# state they keep is written through ops.flushed: a moment decaying where the
+# gradient is zero ends at 0, not in the subnormal numbers (docs/performance.md,
+# "Subnormal numbers").
 # SGD and Adagrad are written in their kernels' order of operations, so the
 # two agree to the bit; Adam is written as the paper writes it, and its
 # kernel's reordering agrees with it up to rounding.
@@ -24,16 +24,15 @@ from .ops import flushed
 def sgd_momentum_update(p, vel, g, lr, momentum):
     """SGD with heavy-ball momentum: vel ← momentum·vel + g,  p ← p − lr·vel."""
     T = p.dtype.type
-    vel[...] = flushed(vel * T(momentum) + flushed(g))
-    p[...] = flushed(p - T(lr) * vel)
+    vel[...] = flushed(vel * T(momentum) + g)
+    p -= T(lr) * vel
 
 
 def adagrad_update(p, s, g, lr, eps):
     """Adagrad (Duchi et al. 2011): s ← s + g²,  p ← p − lr·g / (sqrt(s) + eps)."""
     T = p.dtype.type
-    g = flushed(g)
     s[...] = flushed(s + g * g)
-    p[...] = flushed(p - T(lr) * g / (np.sqrt(s) + T(eps)))
+    p -= T(lr) * g / (np.sqrt(s) + T(eps))
 
 
 def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
@@ -46,12 +45,11 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     up to rounding.
     """
     T = p.dtype.type
-    g = flushed(g)
     m[...] = flushed(m * T(beta1) + T(1 - beta1) * g)
     v[...] = flushed(v * T(beta2) + T(1 - beta2) * (g * g))
     m_hat = m / T(bias1)  # |m̂| ≥ |m| and v̂ ≥ v (bias ≤ 1): no subnormal from a flushed m or v
     v_hat = v / T(bias2)
-    p[...] = flushed(p - T(lr) * m_hat / (np.sqrt(v_hat) + T(eps)))
+    p -= T(lr) * m_hat / (np.sqrt(v_hat) + T(eps))
 
 
 class Optimizer:

@@ -56,10 +56,11 @@ def _as_ol(value, like):
 def _ftz(v):
     """v, or 0 where v is subnormal (0 < |v| < the smallest normal number of its type): flush to zero.
 
-    Every float a kernel stores goes through it, and every value formed from a
-    BLAS product before it is multiplied: no array of the engine holds a
-    subnormal, and no arithmetic runs on one (docs/performance.md, "Subnormal
-    numbers"). NaN and ±Inf go through. Twin: :func:`scratchvae.ops.flushed`.
+    Every float a kernel stores goes through it (the optimizers: the state
+    they keep, not the parameter), and every value formed from a BLAS product
+    before it is multiplied: no buffer, moment or state of the engine holds a
+    subnormal (docs/performance.md, "Subnormal numbers"). NaN and ±Inf go
+    through. Twin: :func:`scratchvae.ops.flushed`.
     """
     return 0.0 if abs(v) < np.finfo(type(v)).tiny else v
 

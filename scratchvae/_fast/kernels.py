@@ -752,7 +752,12 @@ def iwae_latent_grad(denc, dz, z, dlogw):
 
 # ---------------------------------------------------------------- optimizers
 # One pass over parameter, gradient and moments; 1-D contiguous arrays (flat
-# views of all parameters). SGD and Adagrad run the operations of
+# views of all parameters). Each flushes the state it keeps (_ftz): a moment
+# decays geometrically wherever the gradient is 0, into the subnormal numbers.
+# The parameter (moved by steps of about lr, within 1e-38 of 0 only by chance)
+# and the gradient (a product of flushed numbers, subnormal only when a sum
+# underflows) are not flushed: each flush costs about a tenth of the pass
+# (docs/performance.md, "Subnormal numbers"). SGD and Adagrad run the operations of
 # scratchvae.optim in the same order (the same bits); Adam reorders the paper's
 # bias correction into one division (the same up to a few roundings).
 
@@ -778,12 +783,12 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, bias1, bias2):
     b1, c1, b2, c2 = T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2)
     step, r, e = T(lr / bias1), T(1.0 / np.sqrt(bias2)), T(eps)
     for i in range(p.shape[0]):
-        gi = _ftz(g[i])
+        gi = g[i]
         mi = _ftz(m[i] * b1 + c1 * gi)
         vi = _ftz(v[i] * b2 + c2 * (gi * gi))
         m[i] = mi
         v[i] = vi
-        p[i] = _ftz(p[i] - step * mi / (np.sqrt(vi) * r + e))
+        p[i] -= step * mi / (np.sqrt(vi) * r + e)
 
 
 @numba.njit(**_OPTS)
@@ -799,9 +804,9 @@ def sgd_momentum_update(p, vel, g, lr, momentum):
     T = p.dtype.type
     mom, step = T(momentum), T(lr)
     for i in range(p.shape[0]):
-        vi = _ftz(vel[i] * mom + _ftz(g[i]))
+        vi = _ftz(vel[i] * mom + g[i])
         vel[i] = vi
-        p[i] = _ftz(p[i] - step * vi)
+        p[i] -= step * vi
 
 
 @numba.njit(**_OPTS)
@@ -817,10 +822,10 @@ def adagrad_update(p, s, g, lr, eps):
     T = p.dtype.type
     step, e = T(lr), T(eps)
     for i in range(p.shape[0]):
-        gi = _ftz(g[i])
+        gi = g[i]
         si = _ftz(s[i] + gi * gi)
         s[i] = si
-        p[i] = _ftz(p[i] - step * gi / (np.sqrt(si) + e))
+        p[i] -= step * gi / (np.sqrt(si) + e)
 
 
 KERNELS = {

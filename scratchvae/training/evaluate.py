@@ -174,7 +174,8 @@ def _accumulate(log_sum, recon, log_w, ll):
     log(e^log_sum + Σ_chunk w) with :func:`scratchvae.bounds.log_sum_exp` and its rule (NaN in, NaN out;
     all −inf, −inf), which np.logaddexp keeps;  recon : (n,) Σ log p(x|z) so far
     """
-    log_sum[...] = np.logaddexp(log_sum, log_sum_exp(log_w.astype(np.float64), axis=0))
+    with np.errstate(invalid="ignore"):  # a NaN weight (a diverged model) gives NaN, as the rule says: no warning
+        log_sum[...] = np.logaddexp(log_sum, log_sum_exp(log_w.astype(np.float64), axis=0))
     recon += ll.sum(axis=0, dtype=np.float64)
 
 
