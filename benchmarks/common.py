@@ -357,3 +357,17 @@ def given(args, name, default):
     v = getattr(args, name, None)
     return default if v is None else v
 
+
+def script_main(module, argv=None):
+    """``python -m benchmarks.NAME`` for a part that also runs alone: its options (``module.add_arguments``),
+    then ``module.run(args)``; a bad argument or a missing data set (ValueError) is one line and exit 2."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"python -m {module.__name__}", description=module.__doc__.split("\n")[0])
+    module.add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return module.run(args)
+    except ValueError as e:
+        p.error(str(e))
+

@@ -22,13 +22,13 @@ Each is the median of ``--reps`` steps (after 20 untimed ones), repeated in
 ``--rounds`` interleaved rounds; the subnormal numbers in the parameters and
 the optimizer state are counted after training. Asserts nothing about speed.
 """
-import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
 
-from .common import add_data_dir_option, given, make_model, machine_info, machine_line, save_json
+from .common import add_data_dir_option, given, script_main, make_model, machine_info, machine_line, save_json
 
 
 def subnormals(a):
@@ -102,7 +102,8 @@ def run(args, o=None):
     for _ in range(epochs):
         order = rng.permutation(len(train_x))
         for i in range(0, len(order) - B + 1, B):
-            fs.forward_backward(train_x[order[i:i + B]], rng.standard_normal((1, B, 20)).astype(np.float32))
+            noise = rng.standard_normal((1, B, model.config.latent_dim)).astype(np.float32)
+            fs.forward_backward(train_x[order[i:i + B]], noise)
             fs.gradients_finite()
             fs.update()
     train_s = time.perf_counter() - t0
@@ -128,13 +129,7 @@ def run(args, o=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.subnormal", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as e:  # a bad argument or no Fashion-MNIST: one line and exit code 2
-        p.error(str(e))
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

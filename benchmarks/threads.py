@@ -16,7 +16,6 @@ the table gives the median seconds per epoch over every epoch of every round
 and the range of the rounds' medians. Needs Fashion-MNIST (Debian's
 dataset-fashion-mnist, or ``--data-dir``). Asserts nothing about speed.
 """
-import argparse
 import json
 import os
 import statistics
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from .common import add_data_dir_option, given, machine_info, machine_line, save_json
+from .common import add_data_dir_option, given, script_main, machine_info, machine_line, save_json
 from .steady import find_fashion
 
 BUSY = "while True: pass"
@@ -120,13 +119,7 @@ def run(args, o=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.threads", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as e:  # a bad argument or no Fashion-MNIST: one line and exit code 2
-        p.error(str(e))
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

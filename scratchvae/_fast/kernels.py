@@ -756,7 +756,7 @@ def iwae_latent_grad(denc, dz, z, dlogw):
 # decays geometrically wherever the gradient is 0, into the subnormal numbers.
 # The parameter (moved by steps of about lr, within 1e-38 of 0 only by chance)
 # and the gradient (a product of flushed numbers, subnormal only when a sum
-# underflows) are not flushed: each flush costs about a tenth of the pass
+# underflows) are not flushed: two more compare-and-select passes saved
 # (docs/performance.md, "Subnormal numbers"). SGD and Adagrad run the operations of
 # scratchvae.optim in the same order (the same bits); Adam reorders the paper's
 # bias correction into one division (the same up to a few roundings).
