@@ -6,7 +6,7 @@ import numpy as np
 
 from ..data.datasets import check_binarize
 from ..engine import BACKENDS, default_backend
-from ..model import UNITS, _check_positive_int  # noqa: F401  (UNITS for loop.py)
+from ..model import _check_positive_int
 from ..optim import make_optimizer
 
 OBJECTIVES = ("elbo", "iwae")

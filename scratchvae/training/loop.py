@@ -21,11 +21,11 @@ import numpy as np
 
 from ..data.datasets import BatchSource
 from ..engine import FusedStep
-from ..model import ELBOTerms, IWAETerms
+from ..model import UNITS, ELBOTerms, IWAETerms
 from ..optim import make_optimizer
 from . import checkpoint
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (their home is checkpoint.py)
-from .config import TrainConfig, UNITS  # noqa: F401  (TrainConfig's home is config.py)
+from .config import TrainConfig  # noqa: F401  (its home is config.py)
 from .evaluate import evaluate
 from .runs import RunFolder, os_reason, record_json, run_record, write_atomic
 
