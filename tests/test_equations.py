@@ -91,7 +91,7 @@ def test_the_scanner_finds_a_made_up_number_and_both_ends_of_ranges():
 def test_every_cited_equation_is_in_math():
     defined = defined_equations(MATH.read_text(encoding="utf-8"))
     files = scanned_files()
-    assert ROOT / "README.md" in files and ROOT / "scratchvae" / "testing" / "proptest.py" in files
+    assert ROOT / "README.md" in files and ROOT / "scratchvae" / "testing" / "proptest" / "properties.py" in files
     problems = [f"{path.relative_to(ROOT)} {problem}"
                 for path in files
                 for problem in undefined_citations(path.read_text(encoding="utf-8"), defined)]

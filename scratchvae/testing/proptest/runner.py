@@ -1,0 +1,182 @@
+"""Running the properties: hypothesis searches for a failing case and shrinks it; the report's table."""
+import dataclasses
+import importlib
+import importlib.util
+import os
+import random
+import sys
+import time
+
+from hypothesis import HealthCheck, find, settings as hsettings
+from hypothesis.errors import NoSuchExample
+
+from .calling import PropertyFailure
+from .properties import DEFAULT_EXAMPLES, EXACT_RTOL, _properties
+
+
+# ------------------------------------------------------------------ running
+@dataclasses.dataclass
+class Result:
+    """The verdict on one property: the shrunk counterexample and what was measured on it, if it failed."""
+
+    name: str
+    equation: str
+    passed: bool
+    counterexample: str = ""
+    measured: str = ""
+    sizes: tuple = ()  # (N, D, J, L) of the counterexample; (N, D, K) for the categorical kind
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class Report:
+    """The results of :func:`check`, one per property, in the order they ran."""
+
+    kind: str
+    results: list
+
+    @property
+    def passed(self):
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self):
+        return [r for r in self.results if not r.passed]
+
+    def table(self):
+        return format_table(self)
+
+
+def format_table(report):
+    """Property, equation, verdict and the shrunk counterexample, one row per property."""
+    w = max(len(r.name) for r in report.results)
+    lines = [f"{'property':<{w}}  {'eq.':<6} {'verdict':<7} counterexample (shrunk)"]
+    for r in report.results:
+        detail = f"{r.counterexample} | {r.measured}" if not r.passed else ""
+        lines.append(f"{r.name:<{w}}  {r.equation:<6} {'pass' if r.passed else 'FAIL':<7} {detail}".rstrip())
+    n_fail = len(report.failures)
+    lines.append(f"{len(report.results) - n_fail} of {len(report.results)} properties hold"
+                 + ("" if not n_fail else f"; {n_fail} fail"))
+    return "\n".join(lines)
+
+
+def _settings(settings, examples, seed):
+    base = settings if settings is not None else hsettings(max_examples=DEFAULT_EXAMPLES, derandomize=seed is None)
+    return hsettings(base, max_examples=examples or base.max_examples, database=None, deadline=None,
+                     derandomize=base.derandomize and seed is None, report_multiple_bugs=False,
+                     suppress_health_check=list(HealthCheck))
+
+
+def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, rtol=EXACT_RTOL, only=None):
+    """Run every property of ``kind`` on ``fn`` and return a :class:`Report`.
+
+    Parameters
+    ----------
+    fn : callable (x, eps, params) -> (N,) array-like (the adapter of docs/proptest.md).
+    kind : "elbo", "iwae" or "categorical".
+    grad : optional callable (x, eps, params) -> dict of gradients of Σ_n fn.
+    settings : hypothesis.settings or None; None is ``max_examples=100``,
+        derandomized. Its ``max_examples`` and ``derandomize`` are honoured.
+    examples : int or None, overrides ``max_examples``.
+    seed : int or None; an int searches with this seed instead of derandomized.
+    rtol : float, relative tolerance of the exact properties (float64 round-off).
+    only : iterable of property names or None (all that apply).
+
+    Returns
+    -------
+    Report
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    props = [p for p in _properties(kind) if (grad is not None or not p.needs_grad)]
+    if only is not None:
+        only = list(only)
+        unknown = set(only) - {p.name for p in _properties(kind)}
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)} for kind {kind!r}")
+        no_grad = [p.name for p in _properties(kind) if p.needs_grad and p.name in only and grad is None]
+        if no_grad:
+            raise ValueError(f"property {no_grad[0]} needs a gradient function: pass grad=")
+        props = [p for p in props if p.name in only]
+    opt = dict(rtol=rtol, grad=grad)
+    cfg = _settings(settings, examples, seed)
+    results = []
+    for i, prop in enumerate(props):
+        results.append(_run(prop, fn, opt, cfg, None if seed is None else seed + i, kind))
+    return Report(kind, results)
+
+
+def _run(prop, fn, opt, cfg, seed, kind):
+    def fails(case):
+        try:
+            prop.check(fn, case, opt)
+        except PropertyFailure:
+            return True
+        return False
+
+    start = time.perf_counter()
+    try:
+        case = find(prop.cases, fails, settings=cfg, random=None if seed is None else random.Random(seed))
+    except NoSuchExample:
+        return Result(prop.name, prop.equation, True, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    try:
+        prop.check(fn, case, opt)
+        measured = "failed during the search but not on the shrunk case (is the function deterministic?)"
+    except PropertyFailure as e:
+        measured = str(e)
+    letter = "K" if kind == "iwae" else "L"
+    return Result(prop.name, prop.equation, False, case.describe(letter), measured, case.shape, seconds)
+
+
+def assert_passes(fn, kind="elbo", **kw):
+    """:func:`check`, raising AssertionError with the table when any property fails (for test suites).
+
+    Example (pytest)::
+
+        from hypothesis import settings
+        from scratchvae.testing import proptest
+
+        def test_my_elbo_is_a_bound():
+            proptest.assert_passes(my_elbo, kind="elbo", settings=settings(max_examples=50))
+    """
+    report = check(fn, kind, **kw)
+    if not report.passed:
+        raise AssertionError(f"{kind} properties fail:\n{report.table()}")
+    return report
+
+
+# ------------------------------------------------------- loading MODULE:FUNCTION
+def load_function(spec):
+    """``"package.module:function"`` or ``"path/to/file.py:function"`` -> the callable, or ValueError."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected MODULE:FUNCTION, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise ValueError(f"no such file {module_name!r}")
+            folder = os.path.dirname(os.path.abspath(module_name))
+            if folder not in sys.path:
+                sys.path.insert(0, folder)  # as `python path/to/file.py` would: its siblings import
+            name = "_proptest_" + os.path.splitext(os.path.basename(module_name))[0]
+            loader = importlib.util.spec_from_file_location(name, module_name)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())  # as `python -m` would: modules of the working directory
+            module = importlib.import_module(module_name)
+    except ValueError:
+        raise
+    except BaseException as e:  # an import runs arbitrary code: report it in one line, whatever it raised
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise ValueError(f"cannot import {module_name!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                         ) from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ValueError(f"{module_name!r} has no attribute {attr!r}")
+    if not callable(fn):
+        raise ValueError(f"{spec} is not callable (it is a {type(fn).__name__})")
+    return fn
