@@ -17,6 +17,7 @@ demo: venv
 	$(BIN)/scratchvae train --out runs/demo --overwrite
 
 test: venv
+	sh .ci/install-browser
 	$(BIN)/python -m pytest -q
 
 clean:

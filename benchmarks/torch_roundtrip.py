@@ -113,7 +113,7 @@ def load_state_dict_file(path):
     """The tensors of a safetensors file as torch tensors, and which reader read them."""
     if st_torch is not None:
         return st_torch.load_file(path), "the safetensors package (safetensors.torch.load_file)"
-    tensors, _ = scratch_st.load_file(path)
+    tensors = scratch_st.load_file(path)
     return {k: torch.from_numpy(v) for k, v in tensors.items()}, "scratchvae's reader and torch.from_numpy"
 
 
@@ -140,7 +140,7 @@ def part_a(args, dataset, out):
         logits = net.logits(mu)
         means = net.decode(mu)
     want_mu, want_logvar = model.encode(x)
-    want_logits, _ = model.decode(want_mu)
+    want_logits, _ = model.decoder_outputs(want_mu)
     want_means = model.mean_image(want_mu)
     ref = float64_forward({k: v.double().numpy() for k, v in tensors.items()}, x.astype(np.float64))
     rows = {"mu": (mu, want_mu), "logvar": (logvar, want_logvar), "decoder logits": (logits, want_logits),
@@ -191,11 +191,10 @@ def part_b(args, dataset, out):
         st_torch.save_file(state, path, metadata={"format": "pt"})
         how = "the safetensors package (safetensors.torch.save_file)"
     else:
-        scratch_st.save_file(path, {k: v.numpy() for k, v in state.items()}, {"format": "pt"})
+        scratch_st.save_file({k: v.numpy() for k, v in state.items()}, path, {"format": "pt"})
         how = "scratchvae's writer from .numpy() arrays"
     print(f"  saved the state dict with {how}")
-    model_path = os.path.join(out, "imported", "model.npz")
-    os.makedirs(os.path.dirname(model_path), exist_ok=True)
+    model_path = os.path.join(out, "imported", "model.npz")  # import creates the folder
     scratchvae("import", path, "--out", model_path, "--dataset", dataset)
     result = json.loads(scratchvae("evaluate", model_path, "--iw-samples", args.iw_samples, "--limit", args.limit,
                                    "--no-progress"))
@@ -207,14 +206,14 @@ def part_c(scratch_path, torch_path, torch_state):
     if st_numpy is None:
         print("  the safetensors package is not used (not installed, or --without-package): no cross-check")
         return None
-    ours, ours_meta = scratch_st.load_file(scratch_path)
+    ours = scratch_st.load_file(scratch_path)
     theirs = st_numpy.load_file(scratch_path)
     same_a = set(ours) == set(theirs) and all(
         ours[k].dtype == theirs[k].dtype and ours[k].shape == theirs[k].shape and ours[k].tobytes() ==
         theirs[k].tobytes() for k in ours)
     print(f"  safetensors.numpy.load_file reads scratchvae's file: {len(theirs)} tensors, "
           f"{'bit for bit the same as scratchvae reads them' if same_a else 'DIFFERENT'}")
-    read, meta = scratch_st.load_file(torch_path)
+    read, meta = scratch_st.load_file(torch_path), scratch_st.read_metadata(torch_path)
     same_b = set(read) == set(torch_state) and all(
         read[k].tobytes() == torch_state[k].numpy().tobytes() and read[k].shape == tuple(torch_state[k].shape)
         for k in read)

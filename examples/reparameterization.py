@@ -25,6 +25,9 @@ Each estimator is drawn ``--replicates`` times for every L; we report the
 total variance (the trace of its covariance, summed over the J coordinates)
 and the mean error against the exact gradient in units of its standard error.
 
+The estimators are :mod:`scratchvae.lab.estimators` (their one home; the
+Estimators view of ``scratchvae lab`` draws the same table).
+
 Run::
 
     python examples/reparameterization.py [--out examples/out] [--tiny]
@@ -37,114 +40,10 @@ import sys
 
 import numpy as np
 
-from scratchvae.distributions import reparameterize_backward, reparameterize_forward
+from scratchvae.lab.estimators import (ESTIMATORS, F0, LOGVAR, MU, SAMPLE_COUNTS, compare, exact_gradient,
+                                       expected_f, reparameterization_variance_mu)
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-SAMPLE_COUNTS = (1, 10, 100, 1000)
-ESTIMATORS = ("reparameterization", "score function", "score function + LOO baseline")
-CHUNK = 500_000  # R·L samples per batch of replications, bounds memory
-
-MU = np.array([0.5, -1.0, 0.3])  # (J,)
-LOGVAR = np.log(np.array([0.5, 1.0, 2.0]))  # (J,)
-C = np.array([1.0, 0.5, -1.0])  # (J,)
-A = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 0.5]])  # (J, J) symmetric positive definite
-F0 = 10.0
-
-
-def f(z):
-    """f(z) = (z − c)ᵀ A (z − c) + f0 over the last axis."""
-    d = z - C
-    return np.einsum("...j,jk,...k->...", d, A, d) + F0
-
-
-def grad_f(z):
-    """∇f(z) = 2 A (z − c), the shape of ``z``."""
-    return 2.0 * (z - C) @ A
-
-
-def exact_gradient(mu, logvar):
-    """∇_μ E_q[f] = 2 A (μ − c) and ∇_v E_q[f] = diag(A) e^v, each (J,)."""
-    return 2.0 * A @ (mu - C), np.diag(A) * np.exp(logvar)
-
-
-def reparameterization_variance_mu(logvar, L):
-    """Exact total variance of the reparameterization estimate of ∇_μ from L samples.
-
-    Notes
-    -----
-    The estimate is (1/L) Σ_l 2 A (z_l − c) with Cov z = S = diag e^v, so its
-    covariance is 4 A S A / L and its trace 4 tr(A S A) / L.
-    """
-    return float(4.0 * np.trace(A @ np.diag(np.exp(logvar)) @ A) / L)
-
-
-def estimates(mu, logvar, eps):
-    """All three estimators from the same noise.
-
-    Parameters
-    ----------
-    mu, logvar : (J,) arrays
-    eps : (L, R, J) standard normal noise: R independent estimates from L samples each
-
-    Returns
-    -------
-    dict estimator -> (dmu, dlogvar), each (R, J); the LOO baseline is NaN when L = 1
-    """
-    L, R, J = eps.shape
-    mu_r = np.broadcast_to(mu, (R, J))
-    logvar_r = np.broadcast_to(logvar, (R, J))
-    z, cache = reparameterize_forward(mu_r, logvar_r, eps)  # (L, R, J), eq.27
-    # reparameterization: backpropagate ∇f(z)/L through z = μ + σ ⊙ ε (summed over the L samples)
-    rep = reparameterize_backward(grad_f(z) / L, cache)
-    # score function: ∇_μ log q = ε/σ, ∇_v log q = ½ (ε² − 1)  (eq.26)
-    std = np.exp(0.5 * logvar)  # (J,)
-    score_mu, score_v = eps / std, 0.5 * (eps * eps - 1.0)  # (L, R, J)
-    fz = f(z)[..., None]  # (L, R, 1)
-    sf = ((fz * score_mu).mean(axis=0), (fz * score_v).mean(axis=0))
-    if L > 1:
-        baseline = (fz.sum(axis=0) - fz) / (L - 1)  # (L, R, 1), mean of the other L − 1 samples
-        centred = fz - baseline
-        loo = ((centred * score_mu).mean(axis=0), (centred * score_v).mean(axis=0))
-    else:
-        loo = (np.full((R, J), np.nan), np.full((R, J), np.nan))
-    return dict(zip(ESTIMATORS, (rep, sf, loo)))
-
-
-def compare(mu, logvar, counts, replicates, rng):
-    """Variance and mean error of each estimator for each sample count L.
-
-    Returns
-    -------
-    table : dict estimator -> dict of lists over L: ``var_mu``, ``var_logvar``
-        (trace of the covariance over the R replications), ``bias_z`` (max over
-        the 2J coordinates of |mean − exact| / standard error), ``mse``
-    first : dict estimator -> (R, J) single-sample (L = 1) estimates of ∇_μ, for the histogram
-    """
-    g_mu, g_v = exact_gradient(mu, logvar)
-    J = mu.size
-    table = {e: {"var_mu": [], "var_logvar": [], "bias_z": [], "mse": []} for e in ESTIMATORS}
-    first = {}
-    for L in counts:
-        parts = {e: ([], []) for e in ESTIMATORS}
-        per_chunk = max(1, CHUNK // L)
-        for start in range(0, replicates, per_chunk):
-            r = min(per_chunk, replicates - start)
-            for e, (dmu, dv) in estimates(mu, logvar, rng.standard_normal((L, r, J))).items():
-                parts[e][0].append(dmu)
-                parts[e][1].append(dv)
-        for e in ESTIMATORS:
-            dmu, dv = np.concatenate(parts[e][0]), np.concatenate(parts[e][1])  # (R, J) each
-            if L == 1:
-                first[e] = dmu
-            g = np.concatenate([dmu, dv], axis=1)  # (R, 2J)
-            exact = np.concatenate([g_mu, g_v])  # (2J,)
-            se = g.std(axis=0, ddof=1) / np.sqrt(replicates)
-            row = table[e]
-            row["var_mu"].append(float(dmu.var(axis=0, ddof=1).sum()))
-            row["var_logvar"].append(float(dv.var(axis=0, ddof=1).sum()))
-            row["bias_z"].append(float(np.max(np.abs(g.mean(axis=0) - exact) / se)))
-            row["mse"].append(float(np.mean(np.sum((g - exact) ** 2, axis=1))))
-    return table, first
 
 
 def plot(path, counts, table, first, exact_mu):
@@ -210,7 +109,7 @@ def main(argv=None):
     replicates = args.replicates or (300 if args.tiny else 5000)
     rng = np.random.default_rng(args.seed)
     g_mu, g_v = exact_gradient(MU, LOGVAR)
-    e_f = float((MU - C) @ A @ (MU - C) + np.diag(A) @ np.exp(LOGVAR) + F0)
+    e_f = expected_f(MU, LOGVAR)
     table, first = compare(MU, LOGVAR, SAMPLE_COUNTS, replicates, rng)
 
     print(f"f(z) = (z − c)ᵀ A (z − c) + {F0:g},  q = N(μ, diag e^v),  J = {MU.size}")

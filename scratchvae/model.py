@@ -98,8 +98,8 @@ def _check_positive_int(name, value):
 class ELBOTerms:
     """Per-data-point terms of one ELBO estimate, each (N,), in nats.
 
-    elbo = recon − kl (eq.17, eq.20); objective = recon − beta·kl, which is a
-    bound only when beta = 1.
+    elbo = recon − kl (eq.17, eq.20); objective = recon − beta·kl (eq.48): a
+    lower bound on log p(x) for beta ≥ 1, not for beta < 1 (eq.49, eq.50).
     """
 
     recon: np.ndarray
@@ -256,7 +256,20 @@ class VAE:
         return enc[:, :J].copy(), enc[:, J:].copy()
 
     def decode(self, z):
-        """Decoder outputs for latents ``z`` (M, J).
+        """E[x|z] under the decoder for latents ``z`` (M, J): sigmoid(logits) (Bernoulli) or the Gaussian mean, (M, D).
+
+        The decoder's raw outputs (the logits, or the mean and the log-variance) are
+        :meth:`decoder_outputs`.
+        """
+        out, _ = self.decoder_outputs(z)
+        if self.config.likelihood == "bernoulli":
+            return sigmoid(out)
+        return out
+
+    mean_image = decode  # the name the figures and ``scratchvae sample`` use
+
+    def decoder_outputs(self, z):
+        """The decoder's outputs for latents ``z`` (M, J), as the likelihood reads them.
 
         Returns
         -------
@@ -279,13 +292,6 @@ class VAE:
             return out, self.params["dec.logvar"]
         return out, self.dtype.type(c.fixed_logvar)
 
-    def mean_image(self, z):
-        """E[x|z] under the decoder: sigmoid(logits) or the Gaussian mean, (M, D)."""
-        out, _ = self.decode(z)
-        if self.config.likelihood == "bernoulli":
-            return sigmoid(out)
-        return out
-
     def _gradient(self, eng):
         return {k: eng.grads[k].astype(self.dtype, copy=True) for k in self.params}
 
@@ -300,8 +306,8 @@ class VAE:
         ----------
         x : (N, D) array
         eps : (L, N, J) standard normal noise
-        beta : float, weight on the KL; beta = 1 is the ELBO, anything else a
-            weighted objective that is not a bound
+        beta : float, weight on the KL (eq.48); beta = 1 is the ELBO, beta > 1 a
+            looser bound, beta < 1 not a bound (eq.50)
         grads : bool, also return the gradient
 
         Returns
@@ -362,7 +368,7 @@ class VAE:
 
     def draw(self, z, rng):
         """x ~ p_φ(x|z) for latents ``z`` (M, J): Bernoulli(sigmoid(logits)) or N(mean, e^logvar), (M, D)."""
-        out, logvar = self.decode(z)
+        out, logvar = self.decoder_outputs(z)
         if self.config.likelihood == "bernoulli":
             return (rng.random(out.shape, dtype=self.dtype) < sigmoid(out)).astype(self.dtype)
         return out + np.exp(0.5 * logvar) * rng.standard_normal(out.shape, dtype=self.dtype)

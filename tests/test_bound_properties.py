@@ -150,7 +150,7 @@ def _recon_samples(model, x, eps):
     mu, logvar = model.encode(x)
     z, _ = dist.reparameterize_forward(mu, logvar, eps)
     L, N, J = eps.shape
-    out, lv = model.decode(z.reshape(L * N, J))
+    out, lv = model.decoder_outputs(z.reshape(L * N, J))
     ll, _ = dist.gaussian_loglik_forward(x, out.reshape(L, N, -1), lv)
     return ll
 

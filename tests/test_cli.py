@@ -331,3 +331,45 @@ def test_a_failed_download_is_a_failure_while_running_not_a_bad_argument(tmp_pat
     assert main(["datasets", "download", "mnist", "--data-dir", str(tmp_path), "--no-progress"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("scratchvae: failed: ") and "name resolution" in line
+
+
+def test_train_and_evaluate_on_a_folder_of_pngs_and_the_data_verified(tmp_path, capsys):
+    """The user's own data end to end: 40 8x8 PNGs in two class folders; evaluate finds them from the checkpoint,
+    and refuses them (exit 2, one line) once an image changed or the folder is gone."""
+    import numpy as np
+
+    from tests.data.test_user_data import write_png
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8))
+    for i, img in enumerate(images):
+        write_png(str(tmp_path / "pngs" / "ab"[i % 2] / f"{i:02d}.png"), img)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "pngs"), "--epochs", "1", "--hidden", "16", "--latent", "2",
+                 "--no-progress", "--threads", "1", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "pixels data, 36 train / 4 test examples of 64 values; --likelihood bernoulli" in out
+    evaluate = ["evaluate", str(run / "model.npz"), "--iw-samples", "5", "--threads", "1", "--no-progress"]
+    assert main(evaluate) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dataset"] == str(tmp_path / "pngs") and result["n"] == 4  # the carved test split
+    write_png(str(tmp_path / "pngs" / "a" / "00.png"), images[0] // 2)
+    assert main(evaluate) == 2
+    assert "the data changed since training" in _one_line(capsys.readouterr().err)
+    write_png(str(tmp_path / "pngs" / "a" / "00.png"), images[0])  # as trained on again
+    # the weights through safetensors and back: the imported checkpoint describes the same data
+    assert main(["export", str(run), "--out", str(tmp_path / "w" / "vae.safetensors")]) == 0
+    assert main(["import", str(tmp_path / "w" / "vae.safetensors"), "--out", str(tmp_path / "back" / "model.npz")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "back" / "model.npz")] + evaluate[2:]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"] == str(tmp_path / "pngs")
+    (tmp_path / "pngs").rename(tmp_path / "gone")
+    assert main(evaluate) == 2
+    assert f"{tmp_path / 'pngs'}: no such file or folder" in _one_line(capsys.readouterr().err)
+
+
+def test_a_refused_data_file_names_the_option(tmp_path, capsys):
+    (tmp_path / "x.npy").write_bytes(b"\x93NUMPY garbage")
+    assert main(["train", "--dataset", str(tmp_path / "x.npy"), "--out", str(tmp_path / "run")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"scratchvae: error: --dataset: {tmp_path / 'x.npy'}: ") and "npy header" in line
+    assert not (tmp_path / "run").exists()

@@ -178,6 +178,75 @@ def test_dirac_delta_beta_zero_collapses_the_variance(dirac_delta):
     assert_png(res["png"], out)
 
 
+# ------------------------------------------------------------ train_by_hand.py
+# A wrong backward is off by O(1) relative (the four below by 0.99 to 2.4);
+# round-off, by 1e-13 at most. 1e-3 separates the two with room on both sides.
+WRONG_BACKWARD_MIN_ERROR = 1e-3
+
+
+@pytest.fixture(scope="module")
+def by_hand(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train_by_hand")
+    # a 40-step warm-up: the comparison with the engine covers β < 1 (eq.52) as well as the ELBO itself
+    argv = ["--tiny", "--warmup", "40", "--check-every", "20", "--out", str(out)]
+    return load("train_by_hand").main(argv), out
+
+
+def test_train_by_hand_gradients_are_the_engines_and_the_elbo_rises(by_hand):
+    res, out = by_hand
+    checks = res["grad_checks"]
+    assert [c["step"] for c in checks] == [1, 20, 40, 60, 80]
+    assert checks[0]["beta"] == pytest.approx(1 / 40) and checks[-1]["beta"] == 1.0
+    tol = load("train_by_hand").GRAD_RTOL
+    assert all(c["rel_error"] < tol and c["value_rel_error"] < tol for c in checks), checks
+    from scratchvae.engine import numba_available
+
+    kernel_sets = {"reference", "numba"} if numba_available() else {"reference"}
+    assert all(set(c["backends"]) == kernel_sets for c in checks)
+    assert res["grads_agree"]
+    # 80 steps of Adam take the test ELBO (fixed noise) from about −44 to about −27 nats
+    assert res["test_elbo"][-1] > res["test_elbo"][0] + 10
+    assert len(res["elbo"]) == 80
+    assert_png(res["png"], out)
+
+
+def _kl_backward_without_the_minus_one(dkl, cache):  # ∂KL/∂v = ½ e^v: a term of eq.24 dropped
+    mu, logvar = cache
+    return dkl[:, None] * mu, dkl[:, None] * 0.5 * np.exp(logvar)
+
+
+def _reparameterize_backward_without_eps(dz, cache):  # ∂/∂v = g ⊙ ½σ: the ε of eq.28 dropped
+    eps, std, shape = cache
+    return dz.sum(axis=0), (dz * 0.5 * std).sum(axis=0)
+
+
+def _dense_backward_mean_bias(dout, cache):  # db the mean of dout's rows, not their sum (eq.38)
+    from scratchvae.ops import dense_backward
+
+    dx, dW, db = dense_backward(dout, cache)
+    return dx, dW, db / len(dout)
+
+
+def _activation_backward_from_the_input(dh, cache):  # tanh′ as 1 − a² instead of 1 − h² (eq.39)
+    name, a, h = cache
+    return dh * (1 - a * a)
+
+
+@pytest.mark.parametrize("name, wrong", [
+    ("gaussian_kl_backward", _kl_backward_without_the_minus_one),
+    ("reparameterize_backward", _reparameterize_backward_without_eps),
+    ("dense_backward", _dense_backward_mean_bias),
+    ("activation_backward", _activation_backward_from_the_input),
+])
+def test_train_by_hand_catches_a_wrong_backward(name, wrong, tmp_path):
+    module = load("train_by_hand")
+    setattr(module, name, wrong)  # the example calls the ops by these names
+    res = module.main(["--tiny", "--steps", "1", "--out", str(tmp_path)])
+    assert not res["grads_agree"]
+    assert res["max_grad_rel_error"] > WRONG_BACKWARD_MIN_ERROR
+    assert res["max_value_rel_error"] < module.GRAD_RTOL  # the forward is untouched: only the backward is wrong
+
+
 # ------------------------------------------------------- proptest_gallery.py
 @pytest.fixture(scope="module")
 def gallery():
@@ -187,21 +256,27 @@ def gallery():
 def test_gallery_catches_every_bug_on_its_property_and_passes_the_correct_ones(gallery):
     rows = {r["name"]: r for r in gallery}
     bugs = load("proptest_gallery").BUGS
-    assert set(rows) == set(bugs) | {"correct_elbo", "correct_iwae"}
-    for kind in ("elbo", "iwae"):
+    assert set(rows) == set(bugs) | {"correct_elbo", "correct_iwae", "correct_categorical"}
+    for kind in ("elbo", "iwae", "categorical"):
         assert rows[f"correct_{kind}"]["failing"] == []
     for name, (_, kind, expected) in bugs.items():
         r = rows[name]
         assert r["caught_by"] == expected, (name, r["failing"])
-        assert r["size"][:3] == (1, 1, 1) and r["counterexample"] and r["measured"]
+        # small bugs shrink to one point, dimension and latent; the stability group's cases are 784 pixels wide
+        assert r["size"][:3] == ((1, 784, 2) if kind != "categorical" else (1, 784, 3)) if expected == "stable_at_scale" \
+            else r["size"][:3] == (1, 1, 1)
+        assert r["counterexample"] and r["measured"]
+    assert rows["loss_returned"]["hints"] and not rows["no_log_2pi"]["hints"]
 
 
 def test_gallery_table_has_a_row_per_implementation(gallery, capsys):
     table = load("proptest_gallery").format_gallery(gallery)
     lines = table.splitlines()
     assert lines[0].split() == ["bug", "caught", "by", "counterexample", "size", "seconds"]
-    assert sum("passes every property" in line for line in lines) == 2
-    assert sum("N=1 D=1 J=1" in line for line in lines[2:11]) == 7
+    n_bugs = len(load("proptest_gallery").BUGS)
+    assert sum("passes every property" in line for line in lines[2:5 + n_bugs]) == 3
+    assert sum("N=1 D=1 J=1" in line for line in lines[2:5 + n_bugs]) == n_bugs - 2
+    assert sum("N=1 D=784" in line for line in lines[2:5 + n_bugs]) == 2
 
 
 # -------------------------------------------- proptest_torch.py, proptest_jax.py
@@ -213,3 +288,35 @@ def test_framework_examples_say_in_one_line_when_the_framework_is_missing(name, 
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "not installed" in r.stderr
+
+
+# ------------------------------------------------------ proptest_pytorch_vae.py
+# PyTorch is an optional peer: where it is missing the example's own test below is skipped with this
+# reason (as conftest's needs_openblas does for a platform's BLAS), and the missing-torch path is tested.
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="PyTorch is not installed: the pytorch/examples VAE cannot be built")
+
+
+def test_pytorch_vae_example_says_in_one_line_that_torch_is_missing_and_exits_0():
+    name = "proptest_pytorch_vae"
+    code = (f"import sys, runpy; sys.modules['torch'] = None; sys.argv = [{name!r}]; "
+            f"runpy.run_path({os.path.join(EXAMPLES, name + '.py')!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout
+    assert r.stdout.count("\n") == 1 and "not installed" in r.stdout
+
+
+@needs_torch
+def test_pytorch_vae_example_passes_the_real_loss_and_catches_both_slips():
+    from scratchvae.testing import proptest
+
+    module = load("proptest_pytorch_vae")
+    for fn, kind in ((module.loss_adapter(module.loss_function), "mlp-elbo"), (module.iwae, "mlp-iwae")):
+        report = proptest.check(fn, kind, examples=4)
+        assert report.passed, report.table()
+    for slip, prop in ((module.loss_bce_mean, "mlp_elbo_below_evidence"),
+                       (module.loss_kl_over_batch, "mlp_batch_is_sum_of_points")):
+        report = proptest.check(module.loss_adapter(slip), "mlp-elbo", examples=4, only=[prop])
+        assert not report.passed
+        N, D = report.failures[0].sizes[:2]
+        assert N * D == 2  # shrunk to two pixels: one pixel of two points, or two pixels of one

@@ -161,3 +161,27 @@ def test_iwae_terms_bound_by_hand_and_the_one_nan_rule():
     assert b.dtype == np.float64
     assert b[0] == pytest.approx(np.log(2.0), rel=FLOAT32_LOG3_RTOL)
     assert np.isnan(b[1]) and b[2] == -np.inf
+
+
+DECODE_RTOL = 1e-12  # one dense layer and a sigmoid in float64: a few ulps
+
+
+@pytest.mark.parametrize("variance", [None, "fixed", "learned", "predicted"])
+def test_decode_returns_the_mean_image_as_an_array(variance):
+    """decode(z) is E[x|z], one (M, D) array as in the PyTorch example; the likelihood's raw outputs stay
+    available as decoder_outputs(z). The hidden layers here are the identity of a linear decoder, so the
+    expected mean is written out: z W + b, through a sigmoid for the Bernoulli."""
+    kw = dict(likelihood="bernoulli") if variance is None else dict(likelihood="gaussian", gaussian_variance=variance)
+    model = small(hidden=(), **kw)
+    z = np.random.default_rng(1).standard_normal((5, 3))
+    head = z @ model.params["dec.0.W"] + model.params["dec.0.b"]  # (5, D) or (5, 2D): eq.37
+    mean = head[:, :6]
+    want = 1.0 / (1.0 + np.exp(-mean)) if variance is None else mean
+    got = model.decode(z)
+    assert isinstance(got, np.ndarray) and got.shape == (5, 6)
+    np.testing.assert_allclose(got, want, rtol=DECODE_RTOL)
+    out, logvar = model.decoder_outputs(z)
+    np.testing.assert_allclose(out, mean, rtol=DECODE_RTOL)
+    assert (logvar is None) == (variance is None)
+    if variance == "predicted":
+        np.testing.assert_allclose(logvar, head[:, 6:], rtol=DECODE_RTOL)

@@ -36,8 +36,10 @@ def test_every_python_block_runs(tmp_path, monkeypatch):
         namespace = {"__name__": f"readme_block_{i}"}
         exec(compile(block, f"README.md python block {i}", "exec"), namespace)
         if "history" in namespace:  # the API block: a trained model, its checkpoint and its evaluation
-            assert np.isfinite(namespace["history"][-1]["test_elbo"])
+            assert np.isfinite(namespace["history"][-1]["valid_elbo"])  # monitored on the validation split
+            assert all(not k.startswith("test") for row in namespace["history"] for k in row)  # test untouched
             assert (tmp_path / "runs" / "api" / "model.npz").is_file()
+            assert (tmp_path / "runs" / "api" / "best.npz").is_file()
 
 
 def test_the_readme_stays_a_first_hour():

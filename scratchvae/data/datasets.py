@@ -1,4 +1,6 @@
-"""Data sets kept as integer images, converted to floats one batch at a time.
+"""Data sets kept as integer images (or the user's floats), converted to floats one batch at a time.
+
+The user's own data, by path, is read by :mod:`.user` into the same :class:`Dataset`.
 
 Full-size data sets are read from their standard files (IDX for MNIST and
 Fashion-MNIST, .amat for Larochelle's binarized MNIST), looked for in this
@@ -28,6 +30,7 @@ import numpy as np
 
 DATA_DIR = os.path.dirname(__file__)  # the shipped files sit beside this module
 BINARIZATIONS = ("dynamic", "static", "none")
+KINDS = ("pixels", "binary", "continuous")
 STATIC_SEED = 20131220  # the date of Kingma & Welling's arXiv v1; any fixed value would do
 DIGIT_NAMES = tuple(str(k) for k in range(10))
 # The ten classes of Fashion-MNIST in label order (Xiao, Rasul & Vollgraf 2017).
@@ -38,10 +41,14 @@ CLASS_NAMES = {"mnist": DIGIT_NAMES, "fashion-mnist": FASHION_NAMES}
 
 @dataclasses.dataclass
 class Dataset:
-    """Images as integers in [0, max_value], flattened to (N, D), with labels.
+    """Examples flattened to (N, D), with labels: integers in [0, max_value], or floats used as they are.
 
     ``class_names[k]`` names label k (for legends); None when the set has no
-    labels or their names are not known.
+    labels or their names are not known. ``kind`` (:data:`KINDS`) is
+    "pixels" (integers scaled by 1/max_value), "binary" (max_value 1) or
+    "continuous" (floats, max_value 1: no scaling); it is worked out from the
+    arrays when not given. ``source`` describes data read from the user's
+    files (:mod:`.user`): None for the built-in data sets.
     """
 
     name: str
@@ -52,6 +59,15 @@ class Dataset:
     image_shape: tuple
     max_value: int
     class_names: tuple = None
+    kind: str = None
+    source: dict = None
+
+    def __post_init__(self):
+        if self.kind is None:
+            integer = self.train_x.dtype.kind in "biu"
+            self.kind = ("continuous" if not integer else "binary" if self.max_value == 1 else "pixels")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; choose from {', '.join(KINDS)}")
 
     @property
     def data_dim(self):
@@ -154,10 +170,18 @@ LOADERS = {
 
 
 def load_dataset(name, data_dir=None):
-    """Load a data set by name: ``digits`` (shipped), ``mnist``, ``fashion-mnist``, ``binarized-mnist``."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(LOADERS)}")
-    return LOADERS[name](data_dir)
+    """Load a data set by name: ``digits`` (shipped), ``mnist``, ``fashion-mnist``, ``binarized-mnist``; or the
+    user's own by path (:func:`scratchvae.data.user.load_data`: .npy, .npz, .csv, IDX, a folder of PNGs).
+
+    A built-in name wins over a file of that name in the current folder (write ``./digits`` for the file)."""
+    if name in LOADERS:
+        return LOADERS[name](data_dir)
+    from .user import DataError, load_data
+
+    if not os.path.exists(os.fspath(name)):
+        raise DataError(f"unknown dataset {name!r}: not one of {', '.join(LOADERS)}, and no file or folder of "
+                        f"that name (your own data: .npy, .npz, .csv, IDX, a folder of PNG images)")
+    return load_data(name)
 
 
 def check_binarize(binarize):

@@ -34,6 +34,13 @@ Writing is atomic (a temporary file in the same folder, flushed and fsynced,
 then renamed), sorts the tensors by element size (largest first) then name so
 every tensor starts aligned to its element size, and pads the header with
 spaces to a multiple of 8 bytes, as the reference writer does.
+
+The functions have the signatures and return types of the ``safetensors``
+package's NumPy API (``safetensors.numpy``): :func:`save_file` ``(tensors,
+filename, metadata=None)``, :func:`load_file` ``(filename) -> dict``,
+:func:`save` ``(tensors, metadata=None) -> bytes``, :func:`load` ``(data) ->
+dict``; the metadata, which those functions do not return, is read by
+:func:`read_metadata` (as ``safe_open(filename).metadata()`` does).
 """
 import io
 import json
@@ -83,7 +90,7 @@ def dtype_name(array):
     return name
 
 
-def serialize(tensors, metadata=None):
+def save(tensors, metadata=None):
     """The bytes of a safetensors file holding ``tensors`` (dict name -> array) and ``metadata``.
 
     Parameters
@@ -122,33 +129,69 @@ def serialize(tensors, metadata=None):
     return b"".join(parts)
 
 
-def save_file(path, tensors, metadata=None):
-    """Write ``tensors`` and ``metadata`` to ``path`` as safetensors, atomically (see :func:`serialize`)."""
+def save_file(tensors, filename, metadata=None):
+    """Write ``tensors`` and ``metadata`` to ``filename`` as safetensors, atomically (see :func:`save`).
+
+    Tensors that cannot be stored raise SafetensorsError; a failing write (disk full, a read-only folder)
+    raises the OSError, naming ``filename``, and leaves any earlier file whole.
+    """
     from .files import atomic_file
 
-    path = os.fspath(path)
-    blob = serialize(tensors, metadata)
+    if isinstance(tensors, (str, os.PathLike)):
+        raise SafetensorsError("save_file takes (tensors, filename, metadata), the safetensors package's order; "
+                               "got a path first")
+    filename = os.fspath(filename)
+    blob = save(tensors, metadata)
     try:
-        with atomic_file(path, suffix=".safetensors") as f:
+        with atomic_file(filename, suffix=".safetensors") as f:
             f.write(blob)
     except OSError as e:
-        raise SafetensorsError(f"{path}: cannot write ({e.strerror})") from None
+        raise OSError(e.errno, e.strerror or str(e), filename) from None
 
 
 # --------------------------------------------------------------------- reading
-def load_file(path):
-    """Read a safetensors file; return ``(tensors, metadata)``.
+def load_file(filename, device="cpu"):
+    """Read a safetensors file; return its tensors.
+
+    Parameters
+    ----------
+    filename : str or path
+    device : "cpu", the only one (NumPy arrays live in host memory)
 
     Returns
     -------
-    tensors : dict of str -> np.ndarray (native byte order, each its own memory), in the header's order
-    metadata : dict of str -> str (empty when the file has none)
+    dict of str -> np.ndarray (native byte order, each its own memory), in the header's order
 
     Raises
     ------
-    SafetensorsError naming ``path`` and the first problem found.
+    SafetensorsError naming ``filename`` and the first problem found.
     """
-    path = os.fspath(path)
+    if device != "cpu":
+        raise SafetensorsError(f"device {device!r}: NumPy arrays live on the cpu")
+    return _read_path(filename, header_only=False)[0]
+
+
+def read_metadata(filename):
+    """The ``__metadata__`` of a safetensors file (dict of str -> str, empty when there is none).
+
+    The whole header is validated as :func:`load_file` validates it; no tensor is read.
+    """
+    return _read_path(filename, header_only=True)[1]
+
+
+def load(data):
+    """Read safetensors from ``data`` (bytes); return its tensors, as :func:`load_file`."""
+    return _read_bytes(data)[0]
+
+
+def _read_bytes(data, name="<bytes>"):
+    """``(tensors, metadata)`` of the safetensors bytes ``data``; errors name ``name``."""
+    data = bytes(data)
+    return _read(io.BytesIO(data), len(data), name)
+
+
+def _read_path(filename, header_only):
+    path = os.fspath(filename)
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -156,18 +199,13 @@ def load_file(path):
     with f:
         try:
             size = os.fstat(f.fileno()).st_size
-            return _read(f, size, path)
+            return _read(f, size, path, header_only)
         except OSError as e:
             raise SafetensorsError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def deserialize(data, name="<bytes>"):
-    """Read safetensors from ``data`` (bytes); as :func:`load_file`, errors naming ``name``."""
-    data = bytes(data)
-    return _read(io.BytesIO(data), len(data), name)
-
-
-def _read(f, size, name):
+def _read(f, size, name, header_only=False):
+    """``(tensors, metadata)`` of the file ``f`` of ``size`` bytes; ``header_only``: tensors empty, buffer unread."""
     def fail(problem):
         raise SafetensorsError(f"{name}: not a valid safetensors file: {problem}")
 
@@ -180,6 +218,8 @@ def _read(f, size, name):
         fail(f"header length {n} runs past the end of the file ({size} bytes)")
     data_len = size - 8 - n
     entries, metadata = _parse_header(_read_exactly(f, n, name), data_len, fail, name)
+    if header_only:
+        return {}, metadata
     buffer = _read_exactly(f, data_len, name)
     tensors = {}
     for key, (kind, shape, begin, end) in entries.items():

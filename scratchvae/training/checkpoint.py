@@ -212,10 +212,9 @@ def model_size(config):
 
 def max_model_bytes():
     """The memory a model, its gradient and two optimizer moments may take: half the machine's memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (AttributeError, ValueError, OSError):
-        return 8 * 2**30
+    from ..data.user import memory_limit
+
+    return memory_limit()
 
 
 def check_model_size(config, what="the model"):
@@ -228,11 +227,9 @@ def check_model_size(config, what="the model"):
 
 
 def _bytes(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}" if unit != "bytes" else f"{n} bytes"
-        n /= 1024
-    return f"{n} bytes"
+    from ..data.user import format_bytes
+
+    return format_bytes(n)
 
 
 def validate_header(header, path):
@@ -297,11 +294,16 @@ def validate_header(header, path):
     state = header["training"]
     _need(isinstance(state, dict), path, "header.training must be an object")
     tkeys = {"epoch", "step", "config", "dataset", "binarize", "rng", "history"}
-    _need(set(state) == tkeys, path, f"header.training fields {sorted(set(state) ^ tkeys)} are missing or unexpected")
+    _need(set(state) - {"data"} == tkeys, path,  # "data": the description of the user's own data (data/user.py)
+          f"header.training fields {sorted((set(state) - {'data'}) ^ tkeys)} are missing or unexpected")
     epoch = _int_field(state, "epoch", path, "training", 0, 10**7)  # 0: no epoch yet (an imported model)
     _int_field(state, "step", path, "training", epoch, 2**53)
-    _need(state["dataset"] in LOADERS, path, f"training.dataset must be one of {', '.join(LOADERS)}")
+    _check_dataset(state, path, LOADERS)
     _need(state["binarize"] in BINARIZATIONS, path, f"training.binarize must be one of {', '.join(BINARIZATIONS)}")
+    if isinstance(state["config"], dict):  # a file from before the validation split: completed as it trained
+        from .config import BEFORE_VALIDATION
+
+        state["config"] = {**BEFORE_VALIDATION, **state["config"]}
     _check_train_config(state["config"], epoch, optimizer, path)
     _check_rng(state["rng"], path)
     history = state["history"]
@@ -312,6 +314,23 @@ def validate_header(header, path):
         for k, v in row.items():
             _need(isinstance(v, str) or _is_number(v), path, f"training.history row {i}: {k} is not a finite number")
     return config, optimizer, state
+
+
+def _check_dataset(state, path, names):
+    """training.dataset: a built-in name; or, with training.data describing the user's own data, its path (or the
+    name a Dataset built in Python was given)."""
+    from ..data.user import check_record
+
+    if "data" not in state:
+        _need(isinstance(state["dataset"], str) and state["dataset"] in names, path, f"training.dataset must be one of {', '.join(names)} "
+                                               f"(or come with training.data, a description of your own data)")
+        return
+    problem = check_record(state["data"])
+    _need(problem is None, path, f"training.data: {problem}")
+    where = state["data"]["path"]
+    _need(isinstance(state["dataset"], str) and 0 < len(state["dataset"]) <= 4096
+          and (where is None or state["dataset"] == where), path,
+          "training.dataset must be the path training.data records")
 
 
 def _check_train_config(cfg, epoch, optimizer, path):

@@ -9,7 +9,8 @@ What lives here, with the equations of ``MATH.md`` it reads off:
   active when A_u = Cov_x( E_{q(u|x)}[u] ) > 0.01, i.e. its encoder mean moves with x.
 - :func:`bits_per_dim`: a log-likelihood (or a bound on one, such as the
   ELBO of eq.14) in nats per data point, turned into a negative
-  log-likelihood in bits per data dimension (eq.46).
+  log-likelihood in bits per data dimension (eq.46); of a density of
+  dequantized pixels, the bits of the integer image (eq.47).
 - :func:`encoder_stats`: μ and v = log σ² of q(z|x) (eq.18) over a whole data
   set, encoded in batches.
 
@@ -114,8 +115,8 @@ def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
     return int(np.count_nonzero(variances > threshold)), variances
 
 
-def bits_per_dim(nats_per_point, data_dim):
-    """A log-likelihood in nats per data point as a negative log-likelihood in bits per dimension (eq.46).
+def bits_per_dim(nats_per_point, data_dim, levels=None):
+    """A log-likelihood in nats per data point as a negative log-likelihood in bits per dimension (eq.46, eq.47).
 
     Parameters
     ----------
@@ -123,10 +124,13 @@ def bits_per_dim(nats_per_point, data_dim):
         eq.14, or L_K) in nats per data point, as every objective in
         scratchvae is reported; usually negative.
     data_dim : int, D, the number of data dimensions the log-density sums over.
+    levels : int or None, Q when ``nats_per_point`` is the log-density of dequantized pixels
+        y = (x + u)/Q (eq.47): the bits are then those of the integer image x, −(ℓ − D ln Q)/(D ln 2),
+        an upper bound on −log₂ P(x) / D comparable with the literature's (Q = 256 for 8-bit images).
 
     Returns
     -------
-    bits : float or array of the same shape, −nats_per_point / (D · ln 2).
+    bits : float or array of the same shape, −nats_per_point / (D · ln 2) (+ log₂ Q with ``levels``).
 
     Notes
     -----
@@ -139,6 +143,8 @@ def bits_per_dim(nats_per_point, data_dim):
     """
     D = _positive_int("data_dim", data_dim)
     nats = np.asarray(nats_per_point, dtype=np.float64)
+    if levels is not None:  # eq.47: log P(x) ≥ E_u[log p((x + u)/Q)] − D ln Q
+        nats = nats - D * np.log(float(_positive_int("levels", levels)))
     bits = -nats / (D * np.log(2.0))
     return float(bits) if bits.ndim == 0 else bits
 

@@ -10,6 +10,9 @@ K = ``iw_samples`` (eq.29): ELBO = L_1 ≤ L_K ≤ log p(x) in expectation (eq.3
 is the usual estimate of the test log-likelihood. The K samples are drawn in
 chunks of at most :data:`ROWS_PER_CALL` decoder rows, and the bound is
 accumulated by a streaming log-sum-exp, so K = 5000 runs in bounded memory.
+Each bound comes with its standard error over the data points, s/√N with s
+the sample standard deviation of the per-point values: the spread of the data
+set's points, which dominates the Monte Carlo noise of a large K.
 """
 import collections
 import contextlib
@@ -24,8 +27,12 @@ from .diagnostics import active_units, bits_per_dim, kl_per_dimension
 from ..distributions import standard_normal
 from ..engine import default_backend
 from ..model import UNITS
+from .config import TrainConfig
+from .sources import integer_levels, resolve_dequantize, split_source
 
 EVAL_SEED = 2015
+DEFAULT_IW_SAMPLES = 5000  # K of ``scratchvae evaluate`` and of :func:`evaluate`: L_5000, Burda et al.'s test protocol
+DEFAULT_VALIDATION = TrainConfig.validation  # the validation split a run holds out unless told otherwise
 ROWS_PER_CALL = 2048  # decoder rows (samples × data points) per engine call: memory bounded at any K (docs/performance.md)
 RING = 3  # noise buffers in flight
 
@@ -47,29 +54,47 @@ class _Rows:
         return self.x[idx]
 
 
-def _source(model, data, split, binarize):
-    """A batch source from what the user has: a Dataset (one split), a BatchSource, or an (N, D) array."""
-    if isinstance(data, BatchSource):
+def _source(model, data, split, binarize, dequantize, validation, validation_seed):
+    """A batch source from what the user has: a Dataset (one split), a source (a BatchSource or one of
+    :mod:`scratchvae.training.sources`), or an (N, D) array."""
+    if isinstance(data, BatchSource) or hasattr(data, "batch"):
         return data
     if hasattr(data, "split") and hasattr(data, "max_value"):  # a datasets.Dataset
-        if model.config.likelihood != "bernoulli":
+        c = model.config
+        if c.likelihood != "bernoulli":
             binarize = "none"
-        return BatchSource(data, split, binarize or "dynamic", model.dtype)
+        dequantize = resolve_dequantize(dequantize or "auto", c.likelihood, c.gaussian_variance, integer_levels(data),
+                                        training=False)
+        return split_source(data, split, binarize or "dynamic", dequantize, model.dtype, validation, validation_seed)
     return _Rows(data)
 
 
-def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=100, limit=None,
-             seed=EVAL_SEED, backend=None, progress=False, diagnostics=True):
-    """ELBO, L_K, reconstruction, KL and latent diagnostics of ``model`` on ``data``.
+def standard_error(values):
+    """s/√N of the (N,) per-point ``values`` (s with N − 1 in the denominator); None for N = 1."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
+def evaluate(model, data, iw_samples=DEFAULT_IW_SAMPLES, split="test", binarize=None, batch_size=100, limit=None,
+             seed=EVAL_SEED, backend=None, progress=False, diagnostics=True, dequantize=None,
+             validation=DEFAULT_VALIDATION, validation_seed=TrainConfig.validation_seed):
+    """ELBO, L_K with their standard errors, reconstruction, KL and latent diagnostics of ``model`` on ``data``.
 
     Parameters
     ----------
     model : VAE
-    data : a Dataset (``split`` of it is evaluated), a BatchSource, or an (N, D) array used as given
-    iw_samples : int, K of the importance-weighted bound (1: the ELBO with one sample)
-    split : "test" or "train", for a Dataset
+    data : a Dataset (``split`` of it is evaluated), a batch source, or an (N, D) array used as given
+    iw_samples : int, K of the importance-weighted bound (1: the ELBO with one sample); the default
+        is ``scratchvae evaluate``'s
+    split : for a Dataset: "test", "valid" (the points a run held out of the training split) or
+        "train" (the training split without them)
     binarize : for a Dataset with a Bernoulli likelihood: "dynamic" (the default: drawn here, seeded),
         "static" or "none"
+    dequantize : for a Dataset with a Gaussian likelihood: "uniform", "none" or None (uniform on
+        integer pixels, as training does); "none" on integer pixels gives a density whose bits/dim
+        are not comparable with the literature's
+    validation, validation_seed : the validation split of the run (:class:`TrainConfig`'s fields), for
+        ``split`` "valid" and "train"
     batch_size : int, data points per batch
     limit : int or None, evaluate only the first ``limit`` data points
     seed : int, the seed of the noise and the binarization
@@ -79,14 +104,17 @@ def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=
 
     Returns
     -------
-    dict with ``elbo``, ``iwae``, ``iw_samples``, ``recon``, ``kl``, ``n``, ``binarization``, ``units``
-    and, with ``diagnostics``, ``kl_per_dim``, ``active_units``, ``bits_per_dim`` (of −iwae)
+    dict with ``elbo``, ``elbo_se``, ``iwae``, ``iwae_se`` (standard errors over the data points, None
+    for one point), ``iw_samples``, ``recon``, ``kl``, ``n``, ``split``, ``binarization``,
+    ``dequantization``, ``units`` and, with ``diagnostics``, ``kl_per_dim``, ``active_units``,
+    ``bits_per_dim`` (of −iwae: eq.46, or eq.47 on dequantized pixels, then comparable with the
+    literature's bits/dim of the integer images)
     """
     from ..model import _check_positive_int
 
     _check_positive_int("iw_samples", iw_samples)
     _check_positive_int("batch_size", batch_size)
-    source = _source(model, data, split, binarize)
+    source = _source(model, data, split, binarize, dequantize, validation, validation_seed)
     n = len(source) if limit is None else min(int(limit), len(source))
     if n <= 0:
         raise ValueError("nothing to evaluate: the data are empty or limit is not positive")
@@ -109,18 +137,22 @@ def evaluate(model, data, iw_samples=1, split="test", binarize=None, batch_size=
                 bar.update(len(idx))
     if bar is not None:
         bar.close()
-    recon, kl, iwae = (float(np.concatenate(a).mean()) for a in (recons, kls, bounds))
+    recon_n, kl_n, iwae_n = (np.concatenate(a) for a in (recons, kls, bounds))  # (n,) each
+    recon, kl, iwae = (float(a.mean()) for a in (recon_n, kl_n, iwae_n))
     target = source.binarize
     if target == "none" and model.config.likelihood == "bernoulli":
         target = "none (grey levels as Bernoulli targets)"
-    out = {"elbo": recon - kl, "iwae": iwae, "iw_samples": K, "recon": recon, "kl": kl, "n": int(n),
-           "split": split if isinstance(source, BatchSource) else "given", "binarization": target, "units": UNITS}
+    levels = getattr(source, "levels", None)
+    out = {"elbo": recon - kl, "elbo_se": standard_error(recon_n - kl_n), "iwae": iwae,
+           "iwae_se": standard_error(iwae_n), "iw_samples": K, "recon": recon, "kl": kl, "n": int(n),
+           "split": split if hasattr(data, "max_value") else "given", "binarization": target,
+           "dequantization": f"uniform, (x + u)/{levels}" if levels else "none", "units": UNITS}
     if diagnostics:
         enc = np.concatenate(encs)
         mu, logvar = enc[:, :J], enc[:, J:]
         out.update(kl_per_dim=[float(v) for v in kl_per_dimension(mu, logvar)],
                    active_units=int(active_units(mu)[0]),
-                   bits_per_dim=float(bits_per_dim(iwae, model.config.data_dim)))
+                   bits_per_dim=float(bits_per_dim(iwae, model.config.data_dim, levels=levels)))
     return out
 
 

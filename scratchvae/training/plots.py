@@ -35,18 +35,24 @@ def image_grid(images, image_shape, ncols, gap=1):
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    """Write ``fig`` to the PNG ``path`` atomically (a full disk never leaves a truncated figure); close it."""
+    from ..io.files import atomic_file
+
+    try:
+        with atomic_file(path, suffix=".png") as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
-def reconstructions(path, model, source, image_shape, n=10):
-    """Test images: grey levels, the (binarized) input the model sees, and E[x|z=μ(x)]."""
+def reconstructions(path, model, source, image_shape, n=10, split="test"):
+    """Images of ``split``: grey levels, the (binarized) input the model sees, and E[x|z=μ(x)]."""
     plt = _pyplot()
     rng = np.random.default_rng(PLOT_SEED)
     idx = np.sort(rng.choice(len(source), size=min(n, len(source)), replace=False))
     x = source.batch(idx, rng)
-    rows = [(x, "input x"), (model.reconstruct(x), "reconstruction E[x|z=μ(x)]")]
+    rows = [(x, f"input x ({split} images)"), (model.reconstruct(x), "reconstruction E[x|z=μ(x)]")]
     if source.binarize != "none":
         rows.insert(0, (source.grey(idx), f"grey levels (the model sees {source.binarize} binary samples of them)"))
     fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * len(idx), 1.2 * len(rows)))
@@ -113,7 +119,8 @@ def _legend_below(ax, ncol=2):
 
 
 def curves_figure(history):
-    """Two panels over integer epochs: ELBO and reconstruction term; KL term (each train and test).
+    """Two panels over integer epochs: ELBO and reconstruction term; KL term (each on the training split and on
+    the held-out split the rows carry: ``valid_*``, or ``test_*`` in runs from before the validation split).
 
     The KL is a few nats where the reconstruction term is hundreds, so it gets
     an axis of its own.
@@ -127,13 +134,18 @@ def curves_figure(history):
 
     def line(ax, key, style, color, label, **kw):
         ax.plot(ep, [r[key] for r in history], style, color=color, label=label, **mark, **kw)
+    held = [(k, name) for k, name in (("valid", "validation"), ("test", "test"))
+            if history and all(f"{k}_elbo" in r for r in history)]
     line(a, "train_elbo", "o-", "C0", "train ELBO")
-    line(a, "test_elbo", "s-", "C1", "test ELBO")
+    for k, name in held:
+        line(a, f"{k}_elbo", "s-", "C1", f"{name} ELBO")
     line(a, "train_recon", "o--", "C0", "train E_q[log p(x|z)]", alpha=0.6)
-    line(a, "test_recon", "s--", "C1", "test E_q[log p(x|z)]", alpha=0.6)
+    for k, name in held:
+        line(a, f"{k}_recon", "s--", "C1", f"{name} E_q[log p(x|z)]", alpha=0.6)
     a.set_title("ELBO and reconstruction term", fontsize=10)
     line(b, "train_kl", "o-", "C0", "train KL(q(z|x) ‖ p(z))")
-    line(b, "test_kl", "s-", "C1", "test KL(q(z|x) ‖ p(z))")
+    for k, name in held:
+        line(b, f"{k}_kl", "s-", "C1", f"{name} KL(q(z|x) ‖ p(z))")
     b.set_title("KL term", fontsize=10)
     for ax in (a, b):
         ax.set_xlabel("epoch")
@@ -172,7 +184,7 @@ def manifold(path, model, image_shape, n=15, span=2.5):
     return _save(manifold_figure(model, image_shape, n, span), path)
 
 
-def latent_figure(mu, labels=None, class_names=None):
+def latent_figure(mu, labels=None, class_names=None, split="test"):
     """Encoder means (N, J) as points: the plane itself for J = 2, else their first two principal axes.
 
     With labels, each class has its own colour and a legend entry outside the
@@ -205,29 +217,31 @@ def latent_figure(mu, labels=None, class_names=None):
                   title="class", title_fontsize=8)
     ax.set_xlabel(axes_label[0])
     ax.set_ylabel(axes_label[1])
-    ax.set_title("test images in latent space: encoder means μ(x)", fontsize=9)
+    ax.set_title(f"{split} images in latent space: encoder means μ(x)", fontsize=9)
     ax.grid(alpha=0.2)
     return fig
 
 
-def latent_scatter(path, model, source, max_points=5000, class_names=None):
-    """Encoder means μ(x) of test images coloured by class (first two principal axes if J > 2)."""
+def latent_scatter(path, model, source, max_points=5000, class_names=None, split="test"):
+    """Encoder means μ(x) of the images of ``split`` coloured by class (first two principal axes if J > 2)."""
     rng = np.random.default_rng(PLOT_SEED)
     idx = np.arange(min(len(source), max_points))
     mu, _ = model.encode(source.batch(idx, rng))
     labels = None if source.labels is None else source.labels[idx]
-    return _save(latent_figure(mu, labels, class_names), path)
+    return _save(latent_figure(mu, labels, class_names, split), path)
 
 
-def write_run_figures(out_dir, model, dataset, test_source, history):
-    """All figures of a run folder; returns the paths written."""
+def write_run_figures(out_dir, model, dataset, test_source, history, split="test"):
+    """All figures of a run folder, the images from ``test_source``, the split named ``split``; returns the paths
+    written."""
     p = lambda name: os.path.join(out_dir, name)  # noqa: E731
     shape = dataset.image_shape
     written = [
-        reconstructions(p("reconstructions.png"), model, test_source, shape),
+        reconstructions(p("reconstructions.png"), model, test_source, shape, split=split),
         samples(p("samples.png"), model, shape),
         curves(p("curves.png"), history),
-        latent_scatter(p("latent.png"), model, test_source, class_names=getattr(dataset, "class_names", None)),
+        latent_scatter(p("latent.png"), model, test_source, class_names=getattr(dataset, "class_names", None),
+                       split=split),
     ]
     if model.config.latent_dim == 2:
         written.append(manifold(p("manifold.png"), model, shape))

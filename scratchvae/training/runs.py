@@ -11,7 +11,15 @@ stale locks to clean up.
 
 Only the holder of the lock writes in the folder, so only it removes the
 temporary files (``.tmp-*``) a killed earlier owner left behind.
+
+Other commands write files derived from the model into a run folder (figures,
+samples, exports, latents): :func:`output_files` takes the folder's lock while
+they write and lists each such file in ``.derived``, so ``train --overwrite``
+removes them with the run they were derived from and a rerun is never blocked
+by them. No command other than ``train`` (and ``import --overwrite``) replaces
+a checkpoint or a run's record.
 """
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -23,8 +31,11 @@ from .._fast.blas import get_threads
 from ..io.files import atomic_file
 
 LOCK_NAME = ".lock"
-RUN_FILES = ("model.npz", "metrics.jsonl", "train.log", "run.json", "reconstructions.png", "samples.png",
-             "curves.png", "latent.png", "manifold.png")
+DERIVED = ".derived"  # the files other commands wrote into the run folder, one path (relative to it) per line
+RECORD_FILES = ("model.npz", "best.npz", "metrics.jsonl", "train.log", "run.json")  # the run's record: never
+RUN_FILES = RECORD_FILES + ("reconstructions.png", "samples.png", "curves.png",     # replaced by a derived file
+                            "latent.png", "manifold.png", "traversal.png", DERIVED)
+RUN_MARKS = (LOCK_NAME, "model.npz", "best.npz", "metrics.jsonl", "run.json")  # any one makes a folder a run's
 RUNS_DIR = "runs"
 LATEST = "latest"
 
@@ -34,7 +45,15 @@ class RunFolderError(RuntimeError):
 
 
 class RunFolderRefused(ValueError):
-    """The run folder holds another run and the command line did not say what to do with it."""
+    """The run folder holds another run and the caller did not say what to do with it.
+
+    ``str(e)`` is phrased for a Python caller (``out_dir``, ``mode="overwrite"``); ``e.cli_message``, when
+    set, names the command line's options instead.
+    """
+
+    def __init__(self, message, cli_message=None):
+        super().__init__(message)
+        self.cli_message = cli_message
 
 
 def os_reason(e):
@@ -87,14 +106,17 @@ class RunFolder:
     ----------
     path : str
     mode : "new" (the folder must be empty or absent), "resume" (it must hold a
-        checkpoint; the run continues) or "overwrite" (an earlier run's files are
-        removed first; a folder holding other files is still refused)
+        checkpoint; the run continues), "overwrite" (an earlier run's files and the
+        files derived from it are removed first; a folder holding other files is
+        still refused) or "write" (another command writes derived files; nothing
+        is removed)
+    option : the option that named the folder, for messages
     """
 
-    def __init__(self, path, mode="new"):
-        if mode not in ("new", "resume", "overwrite"):
+    def __init__(self, path, mode="new", option="--out"):
+        if mode not in ("new", "resume", "overwrite", "write"):
             raise ValueError(f"unknown run folder mode {mode!r}")
-        self.path, self.mode, self.fd = os.fspath(path), mode, None
+        self.path, self.mode, self.option, self.fd = os.fspath(path), mode, option, None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -103,7 +125,7 @@ class RunFolder:
         """Create the folder if needed, take the lock, and clear it as ``mode`` says."""
         path = self.path
         if os.path.exists(path) and not os.path.isdir(path):
-            raise RunFolderRefused(f"--out {path}: exists and is not a folder")
+            raise RunFolderRefused(f"{self.option} {path}: exists and is not a folder")
         try:
             os.makedirs(path, exist_ok=True)
             fd = os.open(self.file(LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
@@ -115,8 +137,8 @@ class RunFolder:
             other = _read_pid(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunFolderError(f"{path} is in use by another training run (process {other}); "
-                                     f"wait for it or choose another --out") from None
+                raise RunFolderError(f"{path} is in use by another training run or command (process {other}); "
+                                     f"wait for it or choose another {self.option}") from None
             raise RunFolderError(f"{path}: cannot lock the run folder: {os_reason(e)}") from None
         self.fd = fd
         try:
@@ -137,20 +159,28 @@ class RunFolder:
         for n in temporary:
             os.unlink(self.file(n))
         names -= temporary
-        if self.mode == "resume":
+        if self.mode in ("resume", "write"):
             return
         if not names:
             return
-        foreign = sorted(n for n in names if n not in RUN_FILES)
+        derived = read_derived(self.path)
+        owned = {d.split("/")[0] for d in derived}
+        foreign = sorted(n for n in names if n not in RUN_FILES and n not in owned)
         if self.mode == "new":
             what = "another run" if "model.npz" in names or "metrics.jsonl" in names else "files"
-            raise RunFolderRefused(f"--out {self.path}: the folder holds {what} ({', '.join(sorted(names)[:4])}); "
-                                   f"continue it with --resume {self.path}, replace it with --overwrite, "
-                                   f"or choose another --out")
+            held = f"the folder holds {what} ({', '.join(sorted(names)[:4])})"
+            raise RunFolderRefused(
+                f"out_dir {self.path}: {held}; continue it with resume=<its checkpoint's state>, replace it with "
+                f'mode="overwrite", or choose another out_dir',
+                f"--out {self.path}: {held}; continue it with --resume {self.path}, replace it with --overwrite, "
+                f"or choose another --out")
         if foreign:
-            raise RunFolderRefused(f"--out {self.path}: --overwrite removes only a run's files, and the folder also "
-                                   f"holds {', '.join(foreign[:4])}; choose another --out")
-        for n in sorted(names, key=lambda n: n == "model.npz"):
+            also = f"removes only a run's files, and the folder also holds {', '.join(foreign[:4])}"
+            raise RunFolderRefused(f'out_dir {self.path}: mode="overwrite" {also}; choose another out_dir',
+                                   f"--out {self.path}: --overwrite {also}; choose another --out")
+        for d in derived:  # before the list itself, so that a kill here leaves them listed
+            _remove_derived(self.path, d)
+        for n in sorted(names & set(RUN_FILES), key=lambda n: n == "model.npz"):
             os.unlink(self.file(n))
 
     def release(self):
@@ -166,6 +196,139 @@ class RunFolder:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def is_run_folder(path):
+    """Whether ``path`` is a folder holding a run (a checkpoint, metrics, a run record or a run's lock)."""
+    return os.path.isdir(path) and any(os.path.lexists(os.path.join(path, n)) for n in RUN_MARKS)
+
+
+def run_folder_of(path):
+    """The run folder a file ``path`` would sit in (its folder or the nearest ancestor that is one), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        if is_run_folder(folder):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def read_derived(run_dir):
+    """The paths listed in ``run_dir``/.derived, relative to it; entries that could leave the folder are ignored."""
+    try:
+        with open(os.path.join(run_dir, DERIVED), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [d for d in lines if d and not os.path.isabs(d) and d == os.path.normpath(d)
+            and ".." not in d.split("/") and d.split("/")[0] not in RUN_FILES + (LOCK_NAME,)]
+
+
+def _remove_derived(run_dir, rel):
+    """Remove the derived file ``rel`` of ``run_dir`` and the folders of the run it leaves empty."""
+    path = os.path.join(run_dir, rel)
+    if os.path.isfile(path) or os.path.islink(path):
+        os.unlink(path)
+    folder = os.path.dirname(path)
+    while os.path.abspath(folder) != os.path.abspath(run_dir):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
+
+
+def _is_checkpoint(path):
+    from .checkpoint import CheckpointError, read_header
+
+    try:
+        read_header(path)
+        return True
+    except (CheckpointError, OSError):
+        return False
+
+
+def check_output(path, option):
+    """Refuse (RunFolderRefused, naming ``option``) an output file that is a folder, a checkpoint or a run's record."""
+    if os.path.isdir(path):
+        raise RunFolderRefused(f"{option} {path}: is a folder; name a file")
+    run = run_folder_of(path)
+    if os.path.basename(path) in RECORD_FILES and run == os.path.dirname(os.path.abspath(path)):
+        raise RunFolderRefused(f"{option} {path}: is a run's own file; choose another {option}")
+    if os.path.isfile(path) and _is_checkpoint(path):
+        raise RunFolderRefused(f"{option} {path}: is a checkpoint, which this command never replaces; "
+                               f"choose another {option}")
+
+
+@contextlib.contextmanager
+def output_files(outputs):
+    """Write derived files safely: ``outputs`` is a list of ``(path, option)``.
+
+    Each path is checked (:func:`check_output`); the run folder it falls in, if any, is locked for the duration
+    (a training run there makes this fail with RunFolderError) and the path listed in its ``.derived``; missing
+    parent folders are created. The caller writes each file atomically inside the ``with`` block.
+    """
+    for path, option in outputs:
+        check_output(path, option)
+    runs = {}
+    for path, option in outputs:
+        run = run_folder_of(path)
+        if run is not None:
+            runs.setdefault(run, []).append((path, option))
+    held = []
+    try:
+        for run, files in runs.items():
+            held.append(RunFolder(run, mode="write", option=files[0][1]).acquire())
+            for path, option in files:
+                check_output(path, option)  # again, now that no one else writes there
+            add_derived(run, [path for path, _ in files])
+        for path, option in outputs:
+            make_parent(path, option)
+        yield
+    finally:
+        for folder in held:
+            folder.release()
+
+
+def make_parent(path, option):
+    """Create the missing folders above the file ``path``; RunFolderError naming ``option`` when the OS refuses."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"{option} {path}: cannot create the folder {folder}: {os_reason(e)}") from None
+
+
+def add_derived(run_dir, paths):
+    """List ``paths`` (files inside ``run_dir``) in its ``.derived``; the caller holds the folder's lock."""
+    have = read_derived(run_dir)
+    rel = [os.path.relpath(os.path.abspath(p), os.path.abspath(run_dir)).replace(os.sep, "/") for p in paths]
+    new = [r for r in rel if r not in have and r.split("/")[0] not in RUN_FILES]
+    if new:
+        try:
+            write_atomic(os.path.join(run_dir, DERIVED), "".join(f"{d}\n" for d in have + new))
+        except OSError as e:
+            raise RunFolderError(f"{run_dir}: cannot record the files written there: {os_reason(e)}") from None
+
+
+@contextlib.contextmanager
+def checkpoint_output(path, overwrite, option="--out"):
+    """Write a checkpoint ``path`` made by another command than ``train`` (``import``).
+
+    Refuses (RunFolderRefused) a folder, or an existing file without ``overwrite``; takes the lock of the folder
+    it goes into (created if missing) so that it cannot write while a run trains there.
+    """
+    if os.path.isdir(path):
+        raise RunFolderRefused(f"{option} {path}: is a folder; name a checkpoint file such as {path}/model.npz")
+    make_parent(path, option)
+    with RunFolder(os.path.dirname(os.path.abspath(path)), mode="write", option=option):
+        if os.path.lexists(path) and not overwrite:
+            what = "a checkpoint" if _is_checkpoint(path) else "a file"
+            raise RunFolderRefused(f"{option} {path}: holds {what} already; give --overwrite to replace it, "
+                                   f"or choose another {option}")
+        yield
 
 
 def _read_pid(fd):

@@ -62,6 +62,25 @@ def wait_for(cond, proc, timeout=60):
     raise AssertionError("timed out")
 
 
+def files_of(folder):
+    """{relative path: bytes} of every file under ``folder``, the lock excepted: what a command must not lose."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            path = os.path.join(root, n)
+            if n != ".lock":
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
+def nothing_lost(before, folder):
+    """Every file of ``before`` (:func:`files_of`) is still in ``folder`` byte for byte; no temporary file."""
+    after = files_of(folder)
+    assert {k: v for k, v in after.items() if k in before} == before, sorted(set(before) - set(after))
+    assert [k for k in after if os.path.basename(k).startswith(".tmp-")] == []
+
+
 def train_tiny(folder, epochs, *extra, cwd=None):
     """Train the tiny model into ``folder`` with the reference kernels; assert it succeeded."""
     rc, _, err = cli(["train", "--out", folder, "--epochs", str(epochs), "--backend", "reference", *extra] + TINY,

@@ -75,7 +75,7 @@ OTHER_LINES = {
     "evaluate --limit -1": (["evaluate", "m.npz", "--limit", "-1"], "--limit"),
     "evaluate --batch-size x": (["evaluate", "m.npz", "--batch-size", "x"], "--batch-size"),
     "evaluate --seed -1": (["evaluate", "m.npz", "--seed", "-1"], "--seed"),
-    "evaluate --split valid": (["evaluate", "m.npz", "--split", "valid"], "--split"),
+    "evaluate --split validation": (["evaluate", "m.npz", "--split", "validation"], "--split"),
     "gradcheck --seed -1": (["gradcheck", "--seed", "-1"], "--seed"),
     "datasets download cifar": (["datasets", "download", "cifar"], "invalid choice"),
     "datasets nothing": (["datasets"], "required"),

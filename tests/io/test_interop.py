@@ -56,7 +56,7 @@ def test_exported_tensors_compute_what_the_model_computes(dtype, activation):
     z = rng.standard_normal((9, J)).astype(dtype)
     mu, logvar, logits = example_forward(sd, x, z, ACTIVATIONS[activation])
     want_mu, want_logvar = model.encode(x)
-    want_logits, _ = model.decode(z)
+    want_logits, _ = model.decoder_outputs(z)
     for got, want in ((mu, want_mu), (logvar, want_logvar), (logits, want_logits)):
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype])
@@ -67,8 +67,8 @@ def test_exported_tensors_compute_what_the_model_computes(dtype, activation):
 def test_export_then_import_is_bit_for_bit(tmp_path, dtype):
     model = make_model(dtype, "tanh")
     path = tmp_path / "m.safetensors"
-    safetensors.save_file(path, to_state_dict(model), export_metadata(model.config, "digits", "static"))
-    tensors, metadata = safetensors.load_file(path)
+    safetensors.save_file(to_state_dict(model), path, export_metadata(model.config, "digits", "static"))
+    tensors, metadata = safetensors.load_file(path), safetensors.read_metadata(path)
     assert metadata["format"] == "pt" and metadata["scratchvae.dataset"] == "digits"
     back, notes = from_state_dict(tensors, metadata)
     assert notes == []
@@ -95,7 +95,7 @@ def test_a_file_without_scratchvae_metadata_gets_the_examples_choices():
     mu, logvar, logits = example_forward(sd, x, z, ACTIVATIONS["relu"])
     np.testing.assert_allclose(model.encode(x)[0], mu, rtol=RTOL["float32"], atol=1e-6)
     np.testing.assert_allclose(model.encode(x)[1], logvar, rtol=RTOL["float32"], atol=1e-6)
-    np.testing.assert_allclose(model.decode(z)[0], logits, rtol=RTOL["float32"], atol=1e-6)
+    np.testing.assert_allclose(model.decoder_outputs(z)[0], logits, rtol=RTOL["float32"], atol=1e-6)
 
 
 @pytest.mark.parametrize("config, message", [
@@ -160,7 +160,7 @@ def test_export_import_evaluate_on_the_command_line(trained, tmp_path, capsys):
     out = tmp_path / "w.safetensors"
     assert main(["export", str(trained / "model.npz"), "--out", str(out)]) == 0
     assert "fc1.weight [16, 64]" in capsys.readouterr().out
-    _, metadata = safetensors.load_file(out)
+    metadata = safetensors.read_metadata(out)
     assert metadata["scratchvae.dataset"] == "digits" and metadata["scratchvae.binarize"] == "static"
     run = tmp_path / "imported"
     run.mkdir()
@@ -179,6 +179,20 @@ def test_export_import_evaluate_on_the_command_line(trained, tmp_path, capsys):
 def test_export_default_name(trained, capsys):
     assert main(["export", str(trained / "model.npz")]) == 0
     assert (trained / "model.safetensors").exists()
+
+
+def test_import_creates_the_folders_it_is_told_to_write_into(tmp_path, capsys):
+    """The docs' `import vae.safetensors --out runs/torch/model.npz` on a fresh folder; then --overwrite."""
+    pytorch_like_file(tmp_path / "pt.safetensors", 64)
+    out = tmp_path / "runs" / "torch" / "model.npz"
+    assert main(["import", str(tmp_path / "pt.safetensors"), "--out", str(out), "--dataset", "digits"]) == 0
+    assert out.is_file()
+    before = out.read_bytes()
+    assert main(["import", str(tmp_path / "pt.safetensors"), "--out", str(out), "--dataset", "digits"]) == 2
+    assert out.read_bytes() == before
+    assert main(["import", str(tmp_path / "pt.safetensors"), "--out", str(out.parent), "--dataset", "digits",
+                 "--overwrite"]) == 0  # a folder names its model.npz
+    assert sorted(os.listdir(out.parent)) == [".lock", "model.npz"]  # no temporary file left
 
 
 def pytorch_like_file(path, D):
@@ -204,7 +218,8 @@ def test_importing_a_pytorch_file_says_what_it_assumed(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["import", "{pt10}", "--out", "{tmp}/m.npz", "--dataset", "digits"], "holds a model of 10 dimensions; digits has 64"),
     (["import", "{pt64}", "--out", "{tmp}/m.npz"], "does not say which data set"),
-    (["import", "{pt64}", "--out", "{tmp}/no/m.npz", "--dataset", "digits"], "cannot write .*: no folder"),
+    (["import", "{pt64}", "--out", "{deep}", "--dataset", "digits"],
+     "--out .*deep.npz: holds a checkpoint already; give --overwrite"),
     (["import", "{tmp}/none.safetensors", "--out", "{tmp}/m.npz"], "cannot read"),
     (["import", "{pt64}"], "the following arguments are required: --out"),
     (["export", "{tmp}/none.npz"], "no such checkpoint"),

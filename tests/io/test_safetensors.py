@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratchvae.io import safetensors
-from scratchvae.io.safetensors import SafetensorsError, deserialize, load_file, save_file, serialize
+from scratchvae.io.safetensors import SafetensorsError, load, load_file, read_metadata, save, save_file
+
+deserialize = safetensors._read_bytes  # (tensors, metadata) of bytes, errors naming the file: what load_file reads
 
 
 def craft(header, data=b"", length=None):
@@ -95,7 +97,7 @@ def test_what_the_writer_writes_follows_the_specification():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.array([1, 2, 3], np.uint8)
     c = np.float64(7.0)
-    blob = serialize({"a": a, "b": b, "c": c}, {"note": "héllo"})
+    blob = save({"a": a, "b": b, "c": c}, {"note": "héllo"})
     (n,) = struct.unpack("<Q", blob[:8])
     assert n % 8 == 0  # padded so the buffer starts 8-aligned
     header = json.loads(blob[8:8 + n].decode("utf-8"))
@@ -108,7 +110,7 @@ def test_what_the_writer_writes_follows_the_specification():
 
 def test_the_writer_stores_big_endian_and_strided_arrays_as_packed_little_endian():
     a = np.arange(6, dtype=">i4").reshape(2, 3).T  # big-endian and not contiguous
-    blob = serialize({"a": a})
+    blob = save({"a": a})
     (n,) = struct.unpack("<Q", blob[:8])
     assert blob[8 + n:] == struct.pack("<6i", 0, 3, 1, 4, 2, 5)
 
@@ -126,8 +128,8 @@ def test_round_trip_of_every_supported_dtype(tmp_path, dtype, shape):
         a %= 2  # a bool is the byte 0 or 1
     a = a.view(dtype).reshape(shape)  # every bit pattern, NaN payloads included
     path = tmp_path / "t.safetensors"
-    save_file(path, {"a": a, "z": np.zeros(1, np.float64)}, {"k": "v"})
-    tensors, metadata = load_file(path)
+    save_file({"a": a, "z": np.zeros(1, np.float64)}, path, {"k": "v"})
+    tensors, metadata = load_file(path), read_metadata(path)
     assert metadata == {"k": "v"}
     assert tensors["a"].dtype == a.dtype and tensors["a"].shape == a.shape
     assert tensors["a"].tobytes() == a.tobytes()  # bit for bit
@@ -136,17 +138,19 @@ def test_round_trip_of_every_supported_dtype(tmp_path, dtype, shape):
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "t.safetensors"
-    save_file(path, {"a": np.ones(2)})
+    save_file({"a": np.ones(2)}, path)
     with pytest.raises(SafetensorsError, match="complex128 cannot be stored"):
-        save_file(path, {"a": np.ones(2, complex)})
+        save_file({"a": np.ones(2, complex)}, path)
     with pytest.raises(SafetensorsError, match="metadata must be a dict of str -> str"):
-        save_file(path, {"a": np.ones(2)}, {"k": 1})
+        save_file({"a": np.ones(2)}, path, {"k": 1})
     with pytest.raises(SafetensorsError, match="names must be strings"):
-        save_file(path, {"__metadata__": np.ones(2)})
-    np.testing.assert_array_equal(load_file(path)[0]["a"], np.ones(2))
+        save_file({"__metadata__": np.ones(2)}, path)
+    np.testing.assert_array_equal(load_file(path)["a"], np.ones(2))
     assert os.listdir(tmp_path) == ["t.safetensors"]
-    with pytest.raises(SafetensorsError, match="cannot write"):
-        save_file(tmp_path / "no-such-folder" / "t.safetensors", {"a": np.ones(2)})
+    missing = tmp_path / "no-such-folder" / "t.safetensors"
+    with pytest.raises(OSError) as info:  # a failure while running (exit 1 on the command line), naming the file
+        save_file({"a": np.ones(2)}, missing)
+    assert info.value.filename == str(missing)
 
 
 # -------------------------------------------------------------- hostile files
@@ -202,6 +206,8 @@ def test_every_hostile_file_is_refused_in_one_line(tmp_path, case):
     with pytest.raises(SafetensorsError, match=message) as info:
         load_file(path)
     assert str(info.value).startswith(f"{path}: ")
+    with pytest.raises(SafetensorsError, match=message):  # the metadata of an untrustworthy file is not trusted
+        read_metadata(path)
 
 
 def test_a_missing_file_is_one_line(tmp_path):
@@ -227,8 +233,49 @@ def test_nothing_the_header_claims_is_allocated_before_it_is_checked(tmp_path):
         assert peak < 1_000_000, (i, peak)
 
 
+# ------------------------------------------------------- the safetensors package's signatures
+def test_the_functions_take_and_return_what_the_safetensors_package_does(tmp_path):
+    """save_file(tensors, filename, metadata), load_file(filename) -> dict, save(tensors, metadata) -> bytes,
+    load(bytes) -> dict, as safetensors.numpy; the metadata through read_metadata(filename)."""
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path = tmp_path / "t.safetensors"
+    save_file({"a": a}, filename=path, metadata={"format": "pt"})
+    tensors = load_file(path, device="cpu")
+    assert isinstance(tensors, dict) and list(tensors) == ["a"]
+    np.testing.assert_array_equal(tensors["a"], a)
+    assert read_metadata(path) == {"format": "pt"}
+    blob = save({"a": a}, metadata={"format": "pt"})
+    assert isinstance(blob, bytes) and blob == path.read_bytes()  # the file holds exactly save's bytes
+    loaded = load(blob)
+    assert isinstance(loaded, dict) and loaded["a"].tobytes() == a.tobytes()
+    save_file({"a": a}, tmp_path / "plain.safetensors")
+    assert read_metadata(tmp_path / "plain.safetensors") == {}
+
+
+def test_the_old_argument_order_and_other_devices_are_refused(tmp_path):
+    with pytest.raises(SafetensorsError, match="the safetensors package's order"):
+        save_file(str(tmp_path / "t.safetensors"), {"a": np.ones(2)})
+    assert os.listdir(tmp_path) == []
+    save_file({"a": np.ones(2)}, tmp_path / "t.safetensors")
+    with pytest.raises(SafetensorsError, match="cpu"):
+        load_file(tmp_path / "t.safetensors", device="cuda")
+
+
+def test_read_metadata_reads_the_header_and_not_the_tensors(tmp_path):
+    """A 40 MB tensor: reading the metadata allocates nothing near its size (a reader of the whole file would)."""
+    path = tmp_path / "big.safetensors"
+    save_file({"big": np.zeros(10_000_000, np.float32)}, path, {"k": "v"})
+    tracemalloc.start()
+    try:
+        assert read_metadata(path) == {"k": "v"}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+
+
 # ------------------------------------------------------------------------ fuzz
-VALID = serialize({"fc1.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "fc1.bias": np.ones(3, np.float64),
+VALID = save({"fc1.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "fc1.bias": np.ones(3, np.float64),
                    "n": np.array(5, np.int16), "e": np.zeros((0, 2), np.uint8)}, {"format": "pt"})
 
 
@@ -262,7 +309,7 @@ def test_a_mutated_file_is_read_or_refused_with_a_safetensors_error(blob):
         assert "\n" not in str(e)
         return
     # what is accepted is consistent: it writes back to a file with the same tensors
-    again, meta2 = deserialize(serialize(tensors, metadata))
+    again, meta2 = deserialize(save(tensors, metadata))
     assert meta2 == metadata and set(again) == set(tensors)
     assert all(again[k].tobytes() == tensors[k].tobytes() and again[k].shape == tensors[k].shape for k in tensors)
 

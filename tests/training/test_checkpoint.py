@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -181,3 +182,61 @@ def test_every_checkpoint_records_the_package_version(tmp_path):
     header, _ = load(tmp_path / "m.npz")
     assert header["package"] == {"name": "scratchvae", "version": scratchvae.__version__}
     load_checkpoint(tmp_path / "m.npz")  # and the validator accepts it
+
+
+def _user_data_state(tmp_path, **changes):
+    import dataclasses
+
+    import numpy as np
+
+    from scratchvae.data.user import load_data
+    from scratchvae.training.loop import TrainConfig
+
+    np.save(tmp_path / "x.npy", np.arange(160, dtype=np.uint8).reshape(10, 4, 4))
+    record = load_data(tmp_path / "x.npy").source
+    state = {"epoch": 0, "step": 0, "config": dataclasses.asdict(TrainConfig()), "dataset": record["path"],
+             "data": record, "binarize": "dynamic", "rng": np.random.default_rng(0).bit_generator.state,
+             "history": []}
+    return {**state, **changes}
+
+
+def _save_state(tmp_path, state):
+    import numpy as np
+
+    from scratchvae import VAE, VAEConfig, make_optimizer
+    from scratchvae.training.checkpoint import save_checkpoint
+
+    model = VAE(VAEConfig(data_dim=16, latent_dim=2, hidden=(3,)), np.random.default_rng(0))
+    save_checkpoint(tmp_path / "m.npz", model, make_optimizer("adam"), state)
+    return tmp_path / "m.npz"
+
+
+def test_the_users_data_is_described_in_the_checkpoint_and_read_back(tmp_path):
+    from scratchvae.data.user import load_recorded
+    from scratchvae.training.checkpoint import load_checkpoint
+
+    state = _user_data_state(tmp_path)
+    _, _, loaded = load_checkpoint(_save_state(tmp_path, state))
+    assert loaded["data"] == state["data"] and loaded["dataset"] == str(tmp_path / "x.npy")
+    assert load_recorded(loaded["data"]).train_x.shape == (9, 16)  # found at its path, its hash verified
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: {"data": {**s["data"], "sha256": "0" * 10}}, "training.data: sha256 must be 64 hex digits"),
+    (lambda s: {"data": {**s["data"], "splits": {"train": [9, 16]}}}, "training.data: splits must be"),
+    (lambda s: {"data": {k: v for k, v in s["data"].items() if k != "kind"}}, "training.data: fields ['kind']"),
+    (lambda s: {"dataset": "/elsewhere/x.npy"}, "training.dataset must be the path training.data records"),
+    (lambda s: {"data": "x.npy"}, "training.data: must be an object"),
+])
+def test_a_damaged_data_description_is_refused(tmp_path, change, message):
+    state = _user_data_state(tmp_path)
+    state.update(change(state))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        _save_state(tmp_path, state)  # the writer refuses what the reader would refuse
+
+
+def test_a_name_that_is_no_built_in_set_needs_a_description(tmp_path):
+    state = _user_data_state(tmp_path, dataset="mine")
+    del state["data"]
+    with pytest.raises(CheckpointError, match="training.dataset must be one of digits"):
+        _save_state(tmp_path, state)

@@ -127,3 +127,32 @@ def test_evaluate_with_two_blas_threads_matches_one():
     for key in ("elbo", "iwae", "recon", "kl"):
         assert two[key] == pytest.approx(one[key], rel=1e-6)
     assert two["active_units"] == one["active_units"]
+
+
+# The mean and the standard deviation of 30 float64 numbers: a few ulps, far below any wrong formula's change.
+SE_RTOL = 1e-10
+
+
+def test_every_bound_comes_with_its_standard_error_over_the_data_points():
+    """elbo_se and iwae_se are s/√N with s the sample standard deviation (N − 1) of the per-point values, on
+    the same noise as the model's own estimate; one data point has none."""
+    model = small_model()
+    x = (np.random.default_rng(2).random((30, 64)) < 0.4).astype(float)
+    out = E.evaluate(model, x, iw_samples=1, batch_size=30, seed=3, backend="reference")
+    eps = standard_normal(np.random.default_rng(3), np.empty((1, 30, 3)))
+    elbo_n = model.elbo(x, eps, grads=False)[0].elbo  # (30,)
+    log_w = model.log_weights(x, eps)[0]  # (30,): L_1 of each point
+    assert out["elbo_se"] == pytest.approx(np.std(elbo_n, ddof=1) / np.sqrt(30), rel=SE_RTOL)
+    assert out["iwae_se"] == pytest.approx(np.std(log_w, ddof=1) / np.sqrt(30), rel=SE_RTOL)
+    one = E.evaluate(model, x[:1], iw_samples=2, backend="reference")
+    assert one["elbo_se"] is None and one["iwae_se"] is None
+
+
+def test_the_default_importance_sample_count_is_the_commands():
+    import inspect
+
+    from scratchvae.cli import build_parser
+
+    default = inspect.signature(E.evaluate).parameters["iw_samples"].default
+    assert default == E.DEFAULT_IW_SAMPLES == 5000
+    assert build_parser().parse_args(["evaluate", "m.npz"]).iw_samples == default

@@ -9,7 +9,7 @@ from scratchvae.training import checkpoint
 from scratchvae.data.datasets import Dataset, load_digits
 from scratchvae.training.loop import TrainConfig, TrainingDiverged, kl_weight, load_checkpoint, save_checkpoint, train
 
-KEYS = {"epoch", "train_elbo", "test_elbo", "test_recon", "test_kl", "seconds"}
+KEYS = {"epoch", "train_elbo", "valid_elbo", "valid_elbo_se", "valid_recon", "valid_kl", "valid_n", "lr", "seconds"}
 
 
 def tiny_digits(n_train=300, n_test=60):
@@ -28,15 +28,16 @@ def run(tmp_path, epochs=3, latent=2, seed=0, **kw):
 def test_run_folder_is_complete(tmp_path):
     model, history = run(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert {"metrics.jsonl", "model.npz", "reconstructions.png", "samples.png", "curves.png",
+    assert {"metrics.jsonl", "model.npz", "best.npz", "reconstructions.png", "samples.png", "curves.png",
             "latent.png", "manifold.png"} <= names
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and KEYS <= set(rows[0])
     assert rows == history
     for r in rows:
-        assert r["test_elbo"] == pytest.approx(r["test_recon"] - r["test_kl"])
-        assert r["test_kl"] > 0
-    assert rows[-1]["test_elbo"] > rows[0]["test_elbo"]  # it learns
+        assert r["valid_elbo"] == pytest.approx(r["valid_recon"] - r["valid_kl"])
+        assert r["valid_kl"] > 0 and r["valid_n"] == 30  # 10% of the 300 training images held out
+        assert not any(k.startswith("test") for k in r)  # the test split is not read while training
+    assert rows[-1]["valid_elbo"] > rows[0]["valid_elbo"]  # it learns
     for png in ("samples.png", "curves.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +46,7 @@ def test_same_seed_same_bits(tmp_path):
     a, ha = run(tmp_path / "a", epochs=2)
     b, hb = run(tmp_path / "b", epochs=2)
     assert all(a.params[k].tobytes() == b.params[k].tobytes() for k in a.params)
-    assert [r["test_elbo"] for r in ha] == [r["test_elbo"] for r in hb]
+    assert [r["valid_elbo"] for r in ha] == [r["valid_elbo"] for r in hb]
 
 
 def test_checkpoint_restores_model_and_optimizer(tmp_path):
@@ -121,3 +122,48 @@ def test_save_then_load_round_trips_every_optimizer(tmp_path):
         _, opt2, _ = load_checkpoint(tmp_path / f"{name}.npz")
         assert opt2.hyperparams() == opt.hyperparams()
         assert all(np.array_equal(opt2.state[k], v) for k, v in opt.state.items())
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_progress_bar_is_drawn_only_on_a_terminal_by_default(terminal, tmp_path, monkeypatch):
+    """progress=None (the default) follows stderr: a bar on a terminal, none in a log file or a pipe."""
+    from scratchvae.training import loop
+
+    asked = []
+    monkeypatch.setattr(loop, "_progress", lambda total, desc, enabled: asked.append(enabled))
+    monkeypatch.setattr(loop.sys.stderr, "isatty", lambda: terminal, raising=False)
+    model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(8,)), np.random.default_rng(0))
+    train(model, tiny_digits(), TrainConfig(epochs=1, batch_size=100), str(tmp_path), log=lambda s: None,
+          plots=False)
+    assert asked == [terminal]
+
+
+def test_a_refused_size_names_the_fields_for_a_python_caller_and_the_options_for_the_command_line():
+    from scratchvae.training.loop import check_run_size
+
+    c = VAEConfig(data_dim=64, latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"^batch_size 100 with samples 1000000000 would need") as e:
+        check_run_size(c, TrainConfig(samples=10**9), 300)
+    assert "--" not in str(e.value)
+    with pytest.raises(ValueError, match=r"^--batch-size 100 with --k 1000000000 would need"):
+        check_run_size(c, TrainConfig(objective="iwae", k=10**9), 300, {"batch_size": "--batch-size", "k": "--k"})
+
+
+def test_a_refused_run_folder_names_the_arguments_for_a_python_caller_and_the_options_for_the_command_line(
+        tmp_path, capsys):
+    from scratchvae.cli import main
+    from scratchvae.training.runs import RunFolderRefused
+
+    run(tmp_path, epochs=1)
+    with pytest.raises(RunFolderRefused) as e:
+        run(tmp_path, epochs=1)
+    assert "out_dir" in str(e.value) and 'mode="overwrite"' in str(e.value) and "--" not in str(e.value)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderRefused, match=r'mode="overwrite" removes only a run\'s files.*notes.txt') as e:
+        model = VAE(VAEConfig(data_dim=64, latent_dim=2, hidden=(32,)), np.random.default_rng(0))
+        train(model, tiny_digits(), TrainConfig(epochs=1), str(tmp_path), progress=False, log=lambda s: None,
+              mode="overwrite")
+    assert "--" not in str(e.value)
+    assert main(["train", "--out", str(tmp_path), "--epochs", "1", "--hidden", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"scratchvae: error: --out {tmp_path}:") and "--overwrite" in err and "\n" not in err

@@ -11,11 +11,14 @@ case that still breaks a property.
 The adapter your function implements, the properties and their equations,
 the tolerances and a worked counterexample are in docs/proptest.md. In short:
 ``check(fn, kind)`` returns a :class:`Report`, ``assert_passes(fn, kind)``
-raises with its table, ``scratchvae proptest MODULE:FUNCTION`` is the command;
+raises with its table (``stability=True`` adds the run at real sizes, D = 784,
+K = 5000), ``scratchvae proptest MODULE:FUNCTION`` is the command;
 :func:`scratchvae_elbo` and :func:`scratchvae_iwae` adapt scratchvae's own VAE.
 
-Modules: cases (the drawn problems), calling (the user's function, checked), properties,
-runner (search, shrink, report), adapters (scratchvae's own VAE).
+Modules: cases (the drawn problems, and the interface a reference family offers),
+calling (the user's function, checked and contained), properties, runner (search,
+shrink, report, hints), adapters (scratchvae's own VAE), mlp and quadrature (the MLP
+family of "your real model": the pytorch/examples VAE layout, its evidence by quadrature).
 
 Shape letters: N data points, D data dimensions, J latent dimensions,
 L (or K) samples per data point, R independent replications.
@@ -26,8 +29,10 @@ from .adapters import _linear_vae, scratchvae_elbo, scratchvae_elbo_grad, scratc
 from .calling import PropertyFailure
 from .cases import (DATA_MAX, DEC_LOGVAR_RANGE, DEC_MAX, ENC_B_PERTURB, ENC_W_PERTURB, MAX_D, MAX_J, MAX_K, MAX_L,
                     MAX_N, Case, MixtureCase, bernoulli_mixture_cases, best_diagonal_encoder,
-                    linear_gaussian_cases)
+                    linear_gaussian_cases, linear_scale_case, mixture_scale_case, stability_cases)
 from .properties import (CATEGORICAL_PROPERTIES, DEFAULT_EXAMPLES, ELBO_PROPERTIES, EXACT_RTOL, FD_STEP, GRAD_ATOL,
-                         GRAD_RTOL, IWAE_PROPERTIES, KINDS, R_REPLICATIONS, Z_TOL, Property, property_names,
-                         sigma_points)
+                         GRAD_RTOL, IWAE_PROPERTIES, KINDS, R_REPLICATIONS, R_VARIANCE, STABILITY, VARIANCE_DELTA,
+                         VARIANCE_FACTOR, Z_TOL, Property, chi2_band, expectation, property_names, sigma_points,
+                         stability_property)
 from .runner import Report, Result, assert_passes, check, format_table, load_function
+from .mlp import MLPCase, mlp_cases, reduced, scratchvae_mlp_elbo, scratchvae_mlp_iwae  # registers mlp-elbo, mlp-iwae

@@ -7,11 +7,16 @@ import random
 import sys
 import time
 
-from hypothesis import HealthCheck, find, settings as hsettings
+from hypothesis import HealthCheck, Phase, find, settings as hsettings
 from hypothesis.errors import NoSuchExample
 
-from .calling import PropertyFailure
-from .properties import DEFAULT_EXAMPLES, EXACT_RTOL, _properties
+import numpy as np
+
+from .calling import PropertyFailure, user_errstate
+from .properties import DEFAULT_EXAMPLES, EXACT_RTOL, STABILITY, UNIT_ROUNDOFF, _properties, stability_property
+
+NEGATED_HINT = ("hint: the negated estimate passes every property that failed: it looks like −ELBO (a loss); "
+                "return the ELBO (or L_K) itself")
 
 
 # ------------------------------------------------------------------ running
@@ -26,6 +31,7 @@ class Result:
     measured: str = ""
     sizes: tuple = ()  # (N, D, J, L) of the counterexample; (N, D, K) for the categorical kind
     seconds: float = 0.0
+    case: object = dataclasses.field(default=None, repr=False)  # the shrunk counterexample itself
 
 
 @dataclasses.dataclass
@@ -34,6 +40,7 @@ class Report:
 
     kind: str
     results: list
+    hints: list = dataclasses.field(default_factory=list)  # lines a user can act on, after the table
 
     @property
     def passed(self):
@@ -57,17 +64,19 @@ def format_table(report):
     n_fail = len(report.failures)
     lines.append(f"{len(report.results) - n_fail} of {len(report.results)} properties hold"
                  + ("" if not n_fail else f"; {n_fail} fail"))
-    return "\n".join(lines)
+    return "\n".join(lines + list(report.hints))
 
 
 def _settings(settings, examples, seed):
     base = settings if settings is not None else hsettings(max_examples=DEFAULT_EXAMPLES, derandomize=seed is None)
+    phases = [p for p in base.phases if p is not Phase.explain]  # explaining a shrunk case costs most of a failure
     return hsettings(base, max_examples=examples or base.max_examples, database=None, deadline=None,
                      derandomize=base.derandomize and seed is None, report_multiple_bugs=False,
-                     suppress_health_check=list(HealthCheck))
+                     suppress_health_check=list(HealthCheck), phases=phases)
 
 
-def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, rtol=EXACT_RTOL, only=None):
+def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, rtol=EXACT_RTOL, only=None,
+          stability=False, dtype="float64"):
     """Run every property of ``kind`` on ``fn`` and return a :class:`Report`.
 
     Parameters
@@ -81,6 +90,9 @@ def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, r
     seed : int or None; an int searches with this seed instead of derandomized.
     rtol : float, relative tolerance of the exact properties (float64 round-off).
     only : iterable of property names or None (all that apply).
+    stability : bool, also run ``stable_at_scale`` (D = 784, K = 5000, logits of hundreds).
+    dtype : "float64" or "float32", what the stability group hands your function and
+        whose round-off it allows.
 
     Returns
     -------
@@ -88,22 +100,53 @@ def check(fn, kind="elbo", grad=None, settings=None, examples=None, seed=None, r
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if np.dtype(dtype) not in UNIT_ROUNDOFF:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     props = [p for p in _properties(kind) if (grad is not None or not p.needs_grad)]
+    if (stability or "stable_at_scale" in (only or ())) and kind not in STABILITY:
+        raise ValueError(f"stability runs for kind {', '.join(STABILITY)}, not {kind!r}")
+    if stability:
+        props.append(stability_property(kind, np.dtype(dtype)))
     if only is not None:
         only = list(only)
-        unknown = set(only) - {p.name for p in _properties(kind)}
+        known = {p.name for p in _properties(kind)} | {"stable_at_scale"}
+        unknown = set(only) - known
         if unknown:
             raise ValueError(f"unknown properties {sorted(unknown)} for kind {kind!r}")
         no_grad = [p.name for p in _properties(kind) if p.needs_grad and p.name in only and grad is None]
         if no_grad:
             raise ValueError(f"property {no_grad[0]} needs a gradient function: pass grad=")
+        if "stable_at_scale" in only and not stability:
+            props.append(stability_property(kind, np.dtype(dtype)))
         props = [p for p in props if p.name in only]
-    opt = dict(rtol=rtol, grad=grad)
+    opt = dict(rtol=rtol, grad=grad, dtype=np.dtype(dtype))
     cfg = _settings(settings, examples, seed)
-    results = []
-    for i, prop in enumerate(props):
-        results.append(_run(prop, fn, opt, cfg, None if seed is None else seed + i, kind))
-    return Report(kind, results)
+    with user_errstate():  # the user's functions under their NumPy error state, the kit under its own
+        results = [_run(prop, fn, opt, cfg, None if seed is None else seed + i, kind) for i, prop in enumerate(props)]
+        hints = _hints(fn, kind, results, props, opt)
+    return Report(kind, results, hints)
+
+
+def _hints(fn, kind, results, props, opt):
+    """A hint when the negated estimate (a loss returned for the bound) passes every failed property
+    on its shrunk counterexample."""
+    failed = [(p, r.case) for p, r in zip(props, results) if not r.passed and p.name != "stable_at_scale"]
+    if not failed:
+        return []
+
+    def negated(*args):
+        return -fn(*args)
+
+    def negated_grad(*args):
+        return {k: -v for k, v in opt["grad"](*args).items()}
+
+    neg_opt = dict(opt, grad=negated_grad if opt["grad"] is not None else None)
+    try:
+        for prop, case in failed:
+            prop.check(negated, case, neg_opt)
+    except PropertyFailure:
+        return []
+    return [NEGATED_HINT]
 
 
 def _run(prop, fn, opt, cfg, seed, kind):
@@ -125,8 +168,8 @@ def _run(prop, fn, opt, cfg, seed, kind):
         measured = "failed during the search but not on the shrunk case (is the function deterministic?)"
     except PropertyFailure as e:
         measured = str(e)
-    letter = "K" if kind == "iwae" else "L"
-    return Result(prop.name, prop.equation, False, case.describe(letter), measured, case.shape, seconds)
+    letter = "K" if kind.endswith("iwae") else "L"
+    return Result(prop.name, prop.equation, False, case.describe(letter), measured, case.shape, seconds, case)
 
 
 def assert_passes(fn, kind="elbo", **kw):
