@@ -5,8 +5,14 @@ JAX takes NumPy arrays as they are and its arrays go back through
 ``np.asarray``. 64-bit mode is switched on so that the exact properties
 compare at float64 round-off.
 
-    python examples/proptest_jax.py             # the table, exit 1 if a property fails
+    python examples/proptest_jax.py             # the tables, exit 1 if a property fails
     scratchvae proptest examples/proptest_jax.py:elbo --grad examples/proptest_jax.py:elbo_grad
+    scratchvae proptest examples/proptest_jax.py:mlp_elbo --kind mlp-elbo
+
+The last adapters, ``mlp_elbo`` and ``mlp_iwae``, are the pytorch/examples VAE
+written in JAX (fc1, fc21, fc22, fc3, fc4; ReLU; Bernoulli), run on the kit's
+weights of its MLP family (``params`` holds ``fc1.weight`` … as the state dict
+does), whose evidence the kit computes by quadrature.
 
 JAX is an optional peer: without it the script says so in one line and exits 2.
 """
@@ -17,6 +23,7 @@ import sys
 try:
     import jax
     import jax.numpy as jnp
+    from jax.nn import relu, softplus
     from jax.scipy.special import logsumexp
 except ImportError:
     jax = None
@@ -52,6 +59,30 @@ def iwae(x, eps, params):
     return logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(eps.shape[0])
 
 
+def _mlp(x, eps, p):
+    """The pytorch/examples VAE: μ, log σ², z = μ + σ ε and log p(x|z) = Σ_d x·η − softplus(η) (−BCE)."""
+    linear = lambda name, a: a @ p[f"{name}.weight"].T + p[f"{name}.bias"]  # torch.nn.Linear
+    h = relu(linear("fc1", x))
+    mu, logvar = linear("fc21", h), linear("fc22", h)  # (N, J)
+    z = mu + jnp.exp(0.5 * logvar) * eps  # (L, N, J)
+    logits = linear("fc4", relu(linear("fc3", z)))  # (L, N, D)
+    return mu, logvar, z, jnp.sum(x * logits - softplus(logits), axis=-1)  # (L, N)
+
+
+def mlp_elbo(x, eps, params):
+    """The MLP family's ELBO (eq.20), per data point: −BCE averaged over the L samples, less the KL (eq.23)."""
+    mu, logvar, _, log_px_z = _mlp(x, eps, params)
+    return log_px_z.mean(axis=0) - 0.5 * jnp.sum(mu**2 + jnp.exp(logvar) - logvar - 1, axis=-1)
+
+
+def mlp_iwae(x, eps, params):
+    """The MLP family's L_K (eq.29)."""
+    mu, logvar, z, log_px_z = _mlp(x, eps, params)
+    log_pz = -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
+    log_qz = -0.5 * jnp.sum(LOG_2PI + logvar + eps**2, axis=-1)
+    return logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(eps.shape[0])
+
+
 def elbo_grad(x, eps, params):
     return jax.grad(lambda p: jnp.sum(elbo(x, eps, p)))(params)
 
@@ -68,7 +99,8 @@ def main(argv=None):
         print("proptest_jax: JAX is not installed (pip install jax); nothing to check", file=sys.stderr)
         return 2
     ok = True
-    for kind, fn, grad in (("elbo", elbo, elbo_grad), ("iwae", iwae, iwae_grad)):
+    for kind, fn, grad in (("elbo", elbo, elbo_grad), ("iwae", iwae, iwae_grad), ("mlp-elbo", mlp_elbo, None),
+                           ("mlp-iwae", mlp_iwae, None)):
         report = proptest.check(fn, kind, grad=grad, examples=args.examples)
         print(f"JAX {jax.__version__}, kind={kind}:\n{report.table()}\n")
         ok &= report.passed
