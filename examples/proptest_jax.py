@@ -45,18 +45,26 @@ def _encode_decode(x, eps, p):
     return mu, logvar, z, log_px_z
 
 
-def elbo(x, eps, params):
-    """(1/L) Σ_l log p(x|z_l) − KL(q ‖ N(0, I)) (eq.20), per data point."""
-    mu, logvar, _, log_px_z = _encode_decode(x, eps, params)
+def _elbo(mu, logvar, z, log_px_z):
+    """(1/L) Σ_l log p(x|z_l) − KL(q ‖ N(0, I)) (eq.20, eq.23), per data point."""
     return log_px_z.mean(axis=0) - 0.5 * jnp.sum(mu**2 + jnp.exp(logvar) - logvar - 1, axis=-1)
 
 
-def iwae(x, eps, params):
-    """L_K = logsumexp_k log w_k − log K."""
-    mu, logvar, z, log_px_z = _encode_decode(x, eps, params)
+def _iwae(mu, logvar, z, log_px_z, eps):
+    """L_K = logsumexp_k log w_k − log K (eq.29)."""
     log_pz = -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
     log_qz = -0.5 * jnp.sum(LOG_2PI + logvar + eps**2, axis=-1)
     return logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(eps.shape[0])
+
+
+def elbo(x, eps, params):
+    """The linear-Gaussian VAE's ELBO, per data point."""
+    return _elbo(*_encode_decode(x, eps, params))
+
+
+def iwae(x, eps, params):
+    """The linear-Gaussian VAE's L_K."""
+    return _iwae(*_encode_decode(x, eps, params), eps)
 
 
 def _mlp(x, eps, p):
@@ -70,17 +78,13 @@ def _mlp(x, eps, p):
 
 
 def mlp_elbo(x, eps, params):
-    """The MLP family's ELBO (eq.20), per data point: −BCE averaged over the L samples, less the KL (eq.23)."""
-    mu, logvar, _, log_px_z = _mlp(x, eps, params)
-    return log_px_z.mean(axis=0) - 0.5 * jnp.sum(mu**2 + jnp.exp(logvar) - logvar - 1, axis=-1)
+    """The MLP family's ELBO, per data point: −BCE averaged over the L samples, less the KL."""
+    return _elbo(*_mlp(x, eps, params))
 
 
 def mlp_iwae(x, eps, params):
-    """The MLP family's L_K (eq.29)."""
-    mu, logvar, z, log_px_z = _mlp(x, eps, params)
-    log_pz = -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
-    log_qz = -0.5 * jnp.sum(LOG_2PI + logvar + eps**2, axis=-1)
-    return logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(eps.shape[0])
+    """The MLP family's L_K."""
+    return _iwae(*_mlp(x, eps, params), eps)
 
 
 def elbo_grad(x, eps, params):

@@ -1,32 +1,13 @@
 """The reparameterization trick against the score-function estimator (eq.25-eq.28).
 
-We want the gradient of E_{q(z)}[f(z)] with respect to the parameters of
-q = N(μ, diag e^v) (eq.18). Two unbiased Monte Carlo estimators, from L
-samples z_l = μ + σ ⊙ ε_l, σ = e^{v/2}, ε_l ~ N(0, I):
-
-- reparameterization (eq.27, eq.28): z is a deterministic, differentiable
-  function of (μ, v) and the noise, so differentiate through it:
-    ∇_μ ≈ (1/L) Σ_l ∇f(z_l),   ∇_v ≈ (1/L) Σ_l ∇f(z_l) ⊙ ε_l ⊙ ½ σ
-  (:func:`scratchvae.distributions.reparameterize_forward` / ``_backward``);
-- score function (REINFORCE, the log-derivative trick, eq.25, eq.26): ∇E_q[f] = E_q[f ∇log q]:
-    ∇_μ ≈ (1/L) Σ_l f(z_l) ε_l / σ,   ∇_v ≈ (1/L) Σ_l f(z_l) ½ (ε_l² − 1);
-- score function with a leave-one-out baseline: f(z_l) replaced by
-  f(z_l) − b_l, b_l the mean of f over the other L − 1 samples; still
-  unbiased (b_l does not depend on z_l and E[∇log q] = 0), defined for L ≥ 2.
-
-For a quadratic f(z) = (z − c)ᵀ A (z − c) + f0 the exact answer is known:
-  E_q[f] = (μ − c)ᵀ A (μ − c) + Σ_j A_jj e^{v_j} + f0,
-  ∇_μ = 2 A (μ − c),   ∇_{v_j} = A_jj e^{v_j}.
-The constant f0 changes nothing in the gradient, or in the reparameterization
-estimator, but the score-function estimator multiplies it by the noisy score:
-that is where most of its variance comes from, and what a baseline removes.
+The three estimators (reparameterization, score function, score function with a
+leave-one-out baseline), their formulas and the quadratic f(z) = (z − c)ᵀ A (z − c) + f0
+whose exact gradient is known are in :mod:`scratchvae.lab.estimators`, their one home
+(the Estimators view of ``scratchvae lab`` draws the same table).
 
 Each estimator is drawn ``--replicates`` times for every L; we report the
 total variance (the trace of its covariance, summed over the J coordinates)
 and the mean error against the exact gradient in units of its standard error.
-
-The estimators are :mod:`scratchvae.lab.estimators` (their one home; the
-Estimators view of ``scratchvae lab`` draws the same table).
 
 Run::
 
