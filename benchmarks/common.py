@@ -194,6 +194,10 @@ def peer_systems(with_peers):
     if not with_peers:
         return []
     have = peers.available()
+    missing = [name for name, ok in have.items() if not ok]
+    if missing:  # --peers asked for them: say in one line why their rows are absent
+        print(f"  --peers: {' and '.join(missing)} not installed (pip install {' '.join(missing)}); "
+              f"no rows for {'them' if len(missing) > 1 else 'it'}", file=sys.stderr, flush=True)
     specs = [{"system": "pytorch-eager"}, {"system": "pytorch-compile"}] if have["torch"] else []
     return specs + ([{"system": "jax-jit"}] if have["jax"] else [])
 

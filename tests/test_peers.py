@@ -91,3 +91,18 @@ def test_numpy_reference_by_hand_and_log_mean_exp():
     a = np.array([[-1000.0, 0.0], [-1001.0, np.log(3.0)]])
     np.testing.assert_allclose(peers.log_mean_exp(a, axis=0),
                                [-1000.0 + np.log((1 + np.exp(-1.0)) / 2), np.log(2.0)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("have, systems, named", [
+    ({"torch": False, "jax": False}, [], "torch and jax not installed"),
+    ({"torch": False, "jax": True}, ["jax-jit"], "torch not installed"),
+    ({"torch": True, "jax": True}, ["pytorch-eager", "pytorch-compile", "jax-jit"], None),
+])
+def test_peers_asked_for_but_missing_are_named_in_one_line(have, systems, named, monkeypatch, capsys):
+    from benchmarks import common
+
+    monkeypatch.setattr(peers, "available", lambda: dict(have))
+    assert [s["system"] for s in common.peer_systems(True)] == systems
+    err = capsys.readouterr().err
+    assert (named in err and err.count("\n") == 1) if named else err == ""
+    assert common.peer_systems(False) == [] and capsys.readouterr().err == ""
