@@ -15,7 +15,7 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from scratchvae.testing.proptest import mlp, quadrature
+from scratchvae.testing.proptest import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,19 +32,7 @@ def fixed_cases():
     t = _test_module()
     print("case                      | log p(x): error vs finer grid / estimate | E_q[log p(x|z)]: error / estimate")
     for D, H, J, act, lik, seed in t.ERROR_CASES:
-        case = t._draw(D, H, J, seed, lik, act, N=1)
-        ll = case._loglik(0)
-        mu, logvar = case.encode()
-
-        def g(z):
-            return ll(z) + mlp.log_normal(z, 0.0, np.zeros(J))
-
-        finer = 16 if J == 1 else 4
-        v, e, n = quadrature.log_integral(g, J)
-        ref = quadrature.log_integral(g, J, box=quadrature.locate(g, J), intervals=finer * n)[0]
-        std = np.exp(0.5 * logvar[0])
-        v2, e2, n2 = quadrature.gaussian_expectation(ll, mu[0], std)
-        ref2 = quadrature.gaussian_expectation(ll, mu[0], std, intervals=finer * n2)[0]
+        (v, e, ref), (v2, e2, ref2) = t.quadrature_against_finer(D, H, J, act, lik, seed)
         print(f"J={J} D={D} H={H} {act:4s} {lik:9s} | {abs(v - ref):9.1e} / {e:7.1e}"
               f"{'':23s}| {abs(v2 - ref2):9.1e} / {e2:7.1e}")
 
